@@ -1,0 +1,14 @@
+/* hier_overlay.c: the files qmail-throttle adds to a qmail installation.
+   Called at the end of hier(), so ./install and ./instcheck handle them
+   exactly like qmail's own files. */
+
+#include "auto_qmail.h"
+#include "auto_uids.h"
+
+extern void c();
+
+void hier_overlay()
+{
+  c(auto_qmail,"man/man7","qmail-throttle.7",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/cat7","qmail-throttle.0",auto_uido,auto_gidq,0644);
+}

@@ -1,0 +1,56 @@
+"""Fixtures for SMTP-level tests against the real, installed qmail."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import qmail_harness as qh  # noqa: E402
+
+
+class Qmail:
+    """One test's view of the throwaway installation: fresh control files and
+    queue, and every server it starts stopped at the end, also on failure."""
+
+    def __init__(self):
+        self.home = qh.HOME
+        self.control = qh.Control()
+        self.queue = qh.Queue()
+        self._running = []
+
+    def smtpd(self, **kw) -> qh.SmtpServer:
+        srv = qh.SmtpServer(**kw)
+        self._running.append(srv)
+        return srv.start()
+
+    def stock_smtpd(self, **kw) -> qh.SmtpServer:
+        return self.smtpd(smtpd=qh.STOCK_SMTPD, name="stock-smtpd", **kw)
+
+    def send(self, **kw) -> qh.QmailSend:
+        s = qh.QmailSend(**kw)
+        self._running.append(s)
+        return s.start()
+
+    def stop_all(self):
+        while self._running:
+            self._running.pop().stop()
+
+
+@pytest.fixture
+def qmail():
+    if os.geteuid() != 0:
+        pytest.fail("SMTP tests need root (qmail's uids); run them through `make test`")
+    if not qh.PATCHED_SMTPD.exists():
+        pytest.fail(f"no installed qmail at {qh.HOME}; run `make test-install` first")
+    q = Qmail()
+    q.control.reset()
+    q.queue.clear()
+    try:
+        yield q
+    finally:
+        q.stop_all()

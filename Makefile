@@ -95,7 +95,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.cpp)
 
 $(UNIT)/unit-tests: $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(UNIT)
-	g++ $(CXXFLAGS_UNIT) -o $@ $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) -lgtest -lgtest_main -lcdb -llmdb -ldl -lpthread
+	g++ $(CXXFLAGS_UNIT) -o $@ $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) -lgtest_main -lgtest -lcdb -llmdb -ldl -lpthread
 
 unit: $(UNIT)/unit-tests
 	$(UNIT)/unit-tests --gtest_brief=1

@@ -50,6 +50,7 @@ def qmail():
     q = Qmail()
     q.control.reset()
     q.queue.clear()
+    qh.reset_users()
     try:
         yield q
     finally:

@@ -310,6 +310,13 @@ def local_maildir(home: Path = HOME, user: str = "alias") -> Path:
     return base / "Maildir"
 
 
+def reset_users(home: Path = HOME) -> None:
+    """Undo local_maildir(): no users/assign, no users/cdb, no test Maildir."""
+    for name in ("users/assign", "users/cdb"):
+        (home / name).unlink(missing_ok=True)
+    shutil.rmtree(home / "testmail", ignore_errors=True)
+
+
 def wait_for(predicate, timeout: float = 10, interval: float = 0.05):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

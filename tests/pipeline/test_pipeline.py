@@ -124,3 +124,29 @@ def test_cxx_programs_link_with_gxx_and_warnings_are_errors():
     assert "-Werror" in (TREE / "conf-cxx").read_text().splitlines()[0]
     assert (TREE / "loadxx").read_text().count("g++") == 1
     assert "loadxx qmail-smtpd" in (TREE / "Makefile").read_text()
+
+
+HOME = Path(os.environ.get("QT_HOME", TOP / "build/test/home"))
+
+
+def test_install_keeps_existing_control_files():
+    ctl = HOME / "control/me"
+    before = ctl.read_bytes() if ctl.exists() else None
+    ctl.write_text("kept.by.install.example\n")
+    try:
+        r = run(TOP / "tools/install-qmail", TREE, env={**os.environ, "QMAIL_HOME": str(HOME)})
+        assert r.returncode == 0, r.stderr
+        assert ctl.read_text() == "kept.by.install.example\n"
+        assert (HOME / "bin/qmail-smtpd").stat().st_mode & 0o111
+        assert (HOME / "bin/qmail-queue").stat().st_mode & 0o4000  # setuid qmailq, as qmail installs it
+    finally:
+        if before is None:
+            ctl.unlink()
+        else:
+            ctl.write_bytes(before)
+
+
+def test_install_refuses_a_tree_built_for_another_home(tmp_path):
+    r = run(TOP / "tools/install-qmail", TREE, env={**os.environ, "QMAIL_HOME": str(tmp_path)})
+    assert r.returncode != 0
+    assert "was built for" in r.stderr

@@ -89,8 +89,11 @@ test-install: $(T)/.test-trees
 	QMAIL_HOME='$(TEST_HOME)' tools/install-qmail $(TEST_TREE) --throwaway
 
 UNIT := $(B)/unit
-CXXFLAGS_UNIT := -std=c++20 -O1 -g -Wall -Wextra -Werror -Isrc-overlay
-OVERLAY_LIB_SRCS := $(filter-out $(wildcard src-overlay/*_main.cpp),$(wildcard src-overlay/*.cpp))
+# Unit tests compile the overlay straight from src-overlay, without exceptions
+# like the tree build (conf-cxx), but with the normal C++ runtime: program
+# mains (*_main.cpp) and qmail-smtpd's own runtime pieces are left out.
+CXXFLAGS_UNIT := -std=c++20 -O1 -g -fno-exceptions -Wall -Wextra -Werror -Isrc-overlay
+OVERLAY_LIB_SRCS := $(filter-out $(wildcard src-overlay/*_main.cpp) src-overlay/cxx_runtime.cpp,$(wildcard src-overlay/*.cpp))
 UNIT_SRCS := $(wildcard tests/unit/*.cpp)
 
 $(UNIT)/unit-tests: $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)

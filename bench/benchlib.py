@@ -62,8 +62,8 @@ def smtp_source(port: int, sessions: int, messages: int, size: int = 1000,
     """Run smtp-source against 127.0.0.1:port; return wall seconds."""
     cmd = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
            "-r", str(rcpts), "-f", sender, "-t", to, "-M", "client.example"]
-    if per_connection:
-        cmd.append("-d")
+    if not per_connection:
+        cmd.append("-d")  # smtp-source -d: keep the connection for the next message
     cmd.append(f"127.0.0.1:{port}")
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -71,6 +71,95 @@ def smtp_source(port: int, sessions: int, messages: int, size: int = 1000,
     if r.returncode != 0 or r.stderr.strip():
         raise RuntimeError(f"smtp-source failed: {r.stderr.strip()[:500]}")
     return wall
+
+
+class PostfixPeer:
+    """A private Postfix instance on 127.0.0.1:port, the peer to compare with.
+
+    Its own config, queue and data directories under `base`; mail for any
+    recipient is accepted from 127.0.0.0/8 and discarded after queueing.
+    `main_cf` adds or overrides main.cf settings (e.g. rate limits)."""
+
+    def __init__(self, base: Path, port: int, main_cf: dict | None = None):
+        self.base = Path(base)
+        self.port = port
+        self.main_cf = dict(main_cf or {})
+
+    def _postfix(self, *args):
+        # postfix reports to syslog unless it has a terminal: give it one via script(1)
+        cmd = " ".join(["postfix", "-c", str(self.base / "etc"), *args])
+        return subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
+
+    def start(self) -> "PostfixPeer":
+        import pwd
+        etc, spool, data = self.base / "etc", self.base / "spool", self.base / "data"
+        for d in (etc, spool, data):
+            d.mkdir(parents=True, exist_ok=True)
+        pw = pwd.getpwnam("postfix")
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+        settings = {
+            "compatibility_level": "3.6", "queue_directory": str(spool), "data_directory": str(data),
+            "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4", "myhostname": "mx.test.example",
+            "mydestination": "test.example", "mynetworks": "127.0.0.0/8", "relay_domains": "",
+            "default_transport": "discard", "local_transport": "discard", "local_recipient_maps": "",
+            "maillog_file": str(self.base / "maillog"), "maillog_file_prefixes": str(self.base),
+            "smtpd_client_event_limit_exceptions": "",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject",
+            "smtpd_recipient_restrictions": "permit_mynetworks, reject",
+        }
+        settings.update(self.main_cf)
+        (etc / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        services = ["pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
+                    "qmgr unix n - n 300 1 qmgr", "rewrite unix - - n - - trivial-rewrite",
+                    "bounce unix - - n - 0 bounce", "defer unix - - n - 0 bounce",
+                    "trace unix - - n - 0 bounce", "verify unix - - n - 1 verify",
+                    "proxymap unix - - n - - proxymap", "smtp unix - - n - - smtp",
+                    "showq unix n - n - - showq", "error unix - - n - - error",
+                    "retry unix - - n - - error", "discard unix - - n - - discard",
+                    "local unix - n n - - local", "anvil unix - - n - 1 anvil",
+                    "scache unix - - n - 1 scache", "postlog unix-dgram n - n - 1 postlogd"]
+        (etc / "master.cf").write_text(f"127.0.0.1:{self.port} inet n - n - 200 smtpd\n"
+                                       + "".join(s + "\n" for s in services))
+        r = self._postfix("start")
+        if r.returncode != 0:
+            raise RuntimeError(f"postfix did not start: {r.stdout} {r.stderr}")
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            try:
+                import socket
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("postfix smtpd did not listen")
+
+    def stop(self) -> None:
+        self._postfix("stop")
+
+    def cpu_seconds(self) -> float:
+        """CPU of every process of this instance so far (live processes)."""
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        pidfile = self.base / "spool/pid/master.pid"
+        if not pidfile.exists():
+            return 0.0
+        master = int(pidfile.read_text().split()[0])
+        pids = [master] + [int(p) for p in subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
+                                                            text=True).stdout.split()]
+        for pid in pids:
+            try:
+                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / tick
+            except (FileNotFoundError, IndexError):
+                pass
+        return total
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def median(xs):

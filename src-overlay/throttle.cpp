@@ -1,8 +1,8 @@
 // throttle.cpp: the extern "C" facade declared in throttle.h.
 //
 // It holds the per-connection state qmail-smtpd hands over and turns C calls
-// into calls on the C++ parts. Nothing here may throw across the boundary:
-// every entry point is noexcept and catches what the C++ below it throws.
+// into calls on the C++ parts. Overlay C++ is compiled without exceptions
+// (conf-cxx): errors come back as values, and every entry point is noexcept.
 
 #include "throttle.h"
 
@@ -23,11 +23,7 @@ Session& session() noexcept {
 }  // namespace
 
 extern "C" void throttle_session(const char* remoteip, int relayclient) noexcept {
-  try {
-    Session& s = session();
-    s.remote_ip = remoteip ? remoteip : "";
-    s.relay_client = relayclient != 0;
-  } catch (...) {
-    // Out of memory while noting the client: nothing is throttled then.
-  }
+  Session& s = session();
+  s.remote_ip = remoteip ? remoteip : "";
+  s.relay_client = relayclient != 0;
 }

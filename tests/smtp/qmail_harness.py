@@ -358,10 +358,12 @@ class QmailSend:
         self.stop()
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process so far (children not included)."""
+def proc_cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU of a live process so far, or (children=True) of
+    the children it has reaped."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    first = 13 if children else 11  # cutime, cstime / utime, stime
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
 
 
 def max_fd(pid: int) -> int:

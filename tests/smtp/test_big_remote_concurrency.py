@@ -35,6 +35,10 @@ def queue_all():
 
 @pytest.mark.parametrize("build", ["patched", "fortify"])
 def test_1500_remote_sessions_at_once_each_delivery_exactly_once(qmail, build):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2 * CONCURRENCY + 5:
+        pytest.fail(f"the hard descriptor limit here ({hard}) is below the {2 * CONCURRENCY + 5} "
+                    f"this test needs; raise it (ulimit -Hn) to run make test")
     bindir = qh.FORTIFY if build == "fortify" else qmail.home / "bin"
     if build == "fortify":
         assert "-D_FORTIFY_SOURCE=2" in (qh.FORTIFY / "conf-cc").read_text().splitlines()[0]
@@ -43,7 +47,6 @@ def test_1500_remote_sessions_at_once_each_delivery_exactly_once(qmail, build):
     queue_all()
     # a soft descriptor limit of 1024, as on many systems: qmail-rspawn must
     # raise it itself, or deliveries past about 510 could not get a pipe
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     send = qmail.send(bindir=bindir, limits={resource.RLIMIT_NOFILE: (1024, hard)})
     rspawn = send.wait_until(lambda: send.pid("qmail-rspawn"), 30, "qmail-rspawn")
     assert os.readlink(f"/proc/{rspawn}/exe") == str(bindir / "qmail-rspawn")

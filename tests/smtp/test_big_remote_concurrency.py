@@ -39,6 +39,9 @@ def test_1500_remote_sessions_at_once_each_delivery_exactly_once(qmail, build):
     if hard < 2 * CONCURRENCY + 5:
         pytest.fail(f"the hard descriptor limit here ({hard}) is below the {2 * CONCURRENCY + 5} "
                     f"this test needs; raise it (ulimit -Hn) to run make test")
+    spawn = int((qh.TREE / "conf-spawn").read_text().split()[0])
+    if spawn < CONCURRENCY:
+        pytest.fail(f"conf-spawn {spawn} is below the {CONCURRENCY} deliveries at once this test needs")
     bindir = qh.FORTIFY if build == "fortify" else qmail.home / "bin"
     if build == "fortify":
         assert "-D_FORTIFY_SOURCE=2" in (qh.FORTIFY / "conf-cc").read_text().splitlines()[0]

@@ -17,6 +17,12 @@ CONF_SPAWN = int((qh.TREE / "conf-spawn").read_text().split()[0])
 HOLD = 300  # tests release the sink's sessions themselves
 
 
+@pytest.fixture(autouse=True)
+def big_conf_spawn():
+    if CONF_SPAWN < 3000:
+        pytest.fail(f"these tests expect conf-spawn 3000 or more; the test tree has {CONF_SPAWN}")
+
+
 def fd_limited(nofile: int) -> int:
     """What spawn.c may run with nofile descriptors: 2*n+5 <= nofile."""
     return min(CONF_SPAWN, (nofile - 5) // 2)

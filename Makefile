@@ -25,11 +25,23 @@ T := $(B)/test
 TEST_HOME := $(T)/home
 TEST_TREE := $(T)/netqmail-1.06
 TEST_STOCK := $(T)/stock/netqmail-1.06
+# The programs that deliver, built again with glibc's _FORTIFY_SOURCE (as
+# RHEL-like build flags do) for the same home; tests run them from the tree.
+FORTIFY_CC := cc -O2 -D_FORTIFY_SOURCE=2
+FORTIFY_TREE := $(T)/fortify/netqmail-1.06
+FORTIFY_PROGS := qmail-start qmail-send qmail-lspawn qmail-rspawn qmail-remote \
+	qmail-clean chkspawn
+# A complete stock installation with its own home and conf-spawn 255 (stock's
+# maximum), for benchmarks that need stock qmail-send and its spawns.
+BENCH_STOCK := $(T)/stock-full
+BENCH_STOCK_HOME := $(BENCH_STOCK)/home
+BENCH_STOCK_TREE := $(BENCH_STOCK)/netqmail-1.06
 
 PATCHES := $(shell sed -e 's/[[:space:]]*\#.*//' -e '/^[[:space:]]*$$/d' patches/series)
 SUBMAKE := $(MAKE) --no-print-directory -j$(JOBS)
 
-.PHONY: all build stock install test unit smtp-test fuzz-smoke test-install demo bench clean distclean
+.PHONY: all build stock install test unit smtp-test fuzz-smoke test-install fortify-tree \
+	bench-stock-install demo bench clean distclean
 
 all: build
 
@@ -88,6 +100,18 @@ $(T)/.test-trees: FORCE $(TEST_TREE)/.prepared-patched $(TEST_STOCK)/.prepared-s
 test-install: $(T)/.test-trees
 	QMAIL_HOME='$(TEST_HOME)' tools/install-qmail $(TEST_TREE) --throwaway
 
+fortify-tree: $(FORTIFY_TREE)/.prepared-patched
+	tools/sync-overlay $(FORTIFY_TREE)
+	tools/setconf $(FORTIFY_TREE)/conf-qmail '$(TEST_HOME)'
+	tools/setconf $(FORTIFY_TREE)/conf-spawn '$(CONF_SPAWN)'
+	tools/setconf $(FORTIFY_TREE)/conf-cc '$(FORTIFY_CC)'
+	$(SUBMAKE) -C $(FORTIFY_TREE) $(FORTIFY_PROGS)
+
+bench-stock-install: $(BENCH_STOCK_TREE)/.prepared-stock
+	tools/setconf $(BENCH_STOCK_TREE)/conf-spawn 255
+	$(call build-stock-tree,$(BENCH_STOCK_TREE),$(BENCH_STOCK_HOME))
+	QMAIL_HOME='$(BENCH_STOCK_HOME)' tools/install-qmail $(BENCH_STOCK_TREE) --throwaway
+
 UNIT := $(B)/unit
 # Unit tests compile the overlay straight from src-overlay, without exceptions
 # like the tree build (conf-cxx), but with the normal C++ runtime: program
@@ -95,18 +119,29 @@ UNIT := $(B)/unit
 CXXFLAGS_UNIT := -std=c++20 -O1 -g -fno-exceptions -Wall -Wextra -Werror -Isrc-overlay
 OVERLAY_LIB_SRCS := $(filter-out $(wildcard src-overlay/*_main.cpp) src-overlay/cxx_runtime.cpp,$(wildcard src-overlay/*.cpp))
 UNIT_SRCS := $(wildcard tests/unit/*.cpp)
+# C files of the overlay that include no qmail header (the others, such as
+# hier_overlay.c, build only inside a qmail tree): the unit tests link them,
+# compiled as C by the C compiler, as qmail compiles them.
+CFLAGS_UNIT := -std=gnu99 -O1 -g -Wall -Wextra -Werror -Isrc-overlay
+OVERLAY_UNIT_C_SRCS := src-overlay/delnum.c
+OVERLAY_UNIT_C_OBJS := $(patsubst src-overlay/%.c,$(UNIT)/c/%.o,$(OVERLAY_UNIT_C_SRCS))
 
-$(UNIT)/unit-tests: $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)
+$(UNIT)/c/%.o: src-overlay/%.c $(wildcard src-overlay/*.h)
+	@mkdir -p $(UNIT)/c
+	gcc $(CFLAGS_UNIT) -c -o $@ $<
+
+$(UNIT)/unit-tests: $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(OVERLAY_UNIT_C_OBJS) $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(UNIT)
-	g++ $(CXXFLAGS_UNIT) -o $@ $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) -lgtest_main -lgtest -lcdb -llmdb -ldl -lpthread
+	g++ $(CXXFLAGS_UNIT) -o $@ $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(OVERLAY_UNIT_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -ldl -lpthread
 
 unit: $(UNIT)/unit-tests
 	$(UNIT)/unit-tests --gtest_brief=1
 
 QT_ENV := QT_TOP='$(TOP)' QT_HOME='$(TEST_HOME)' QT_TREE='$(TEST_TREE)' QT_STOCK='$(TEST_STOCK)' \
+	QT_FORTIFY='$(FORTIFY_TREE)' QT_BENCH_STOCK_HOME='$(BENCH_STOCK_HOME)' \
 	NETQMAIL_TARBALL='$(abspath $(NETQMAIL_TARBALL))'
 
-smtp-test: test-install
+smtp-test: test-install fortify-tree
 	$(QT_ENV) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/pipeline tests/smtp
 
 test: build unit smtp-test
@@ -115,7 +150,7 @@ test: build unit smtp-test
 demo: test-install
 	$(QT_ENV) /usr/bin/python3 tools/demo
 
-bench: test-install
+bench: test-install bench-stock-install
 	$(QT_ENV) /usr/bin/python3 bench/run $(BENCH)
 
 clean:

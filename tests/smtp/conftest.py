@@ -36,7 +36,19 @@ class Qmail:
         self._running.append(s)
         return s.start()
 
+    def sink(self, **kw) -> qh.SmtpSink:
+        """A remote SMTP server that holds sessions; smtproutes points at it."""
+        s = qh.SmtpSink(**kw)
+        self._running.append(s)
+        s.start()
+        s.route(self.control)
+        return s
+
     def stop_all(self):
+        # sinks first: a session the sink holds keeps qmail-send from exiting
+        for s in self._running:
+            if isinstance(s, qh.SmtpSink):
+                s.stop()
         while self._running:
             self._running.pop().stop()
 

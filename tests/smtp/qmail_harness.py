@@ -10,24 +10,36 @@ puts under build/test/home (QT_HOME), built from build/test/netqmail-1.06
   It is a context manager and is also stopped by the `qmail` fixture.
 - Queue: what qmail-queue left in the queue while qmail-send is not running.
 - QmailSend: qmail-start/qmail-send delivering, for tests that need delivery.
+- SmtpSink: tests/smtp/smtp_sink.py, a remote SMTP server that holds
+  sessions open and counts them; control/smtproutes sends mail to it.
+- queue_messages(): put messages into the queue with qmail-queue directly.
 """
 
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
+import resource
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 TOP = Path(os.environ.get("QT_TOP", Path(__file__).resolve().parents[2]))
 HOME = Path(os.environ.get("QT_HOME", TOP / "build/test/home"))
 TREE = Path(os.environ.get("QT_TREE", TOP / "build/test/netqmail-1.06"))
 STOCK = Path(os.environ.get("QT_STOCK", TOP / "build/test/stock/netqmail-1.06"))
+
+# The delivering programs built with -D_FORTIFY_SOURCE=2 for HOME (make fortify-tree).
+FORTIFY = Path(os.environ.get("QT_FORTIFY", TOP / "build/test/fortify/netqmail-1.06"))
+LOGS = TOP / "build/test/logs"
 
 PATCHED_SMTPD = HOME / "bin/qmail-smtpd"
 STOCK_SMTPD = STOCK / "qmail-smtpd"
@@ -220,6 +232,10 @@ class Queue:
         for p in (self.dir / "pid").glob("*"):
             p.unlink()
 
+    def message_files(self) -> list[Path]:
+        """Every message in the queue, whatever its state (queue/mess)."""
+        return [p for p in (self.dir / "mess").rglob("*") if p.is_file()]
+
     def messages(self) -> list[dict]:
         """[{'sender':..., 'rcpts': [...], 'body': bytes}] of queued messages."""
         out = []
@@ -240,22 +256,74 @@ class Queue:
 
 
 class QmailSend:
-    """qmail-start (as root) running qmail-send and its helpers; log in a file."""
+    """qmail-start (as root) running qmail-send and its helpers; log in a file.
 
-    def __init__(self, home: Path = HOME, defaultdelivery: str = "./Maildir/"):
+    bindir: where qmail-start, qmail-send, the spawns and qmail-remote come
+    from (default HOME/bin; e.g. FORTIFY, built for the same home).
+    limits: {resource.RLIMIT_...: (soft, hard)} set before qmail-start runs,
+    so qmail-send and the spawns inherit them."""
+
+    def __init__(self, home: Path = HOME, defaultdelivery: str = "./Maildir/",
+                 bindir: Path | None = None, limits: dict | None = None):
         self.home = home
         self.defaultdelivery = defaultdelivery
-        self.logpath = TOP / "build/test/logs" / f"qmail-send-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.bindir = Path(bindir) if bindir else home / "bin"
+        self.limits = dict(limits or {})
+        self.logpath = LOGS / f"qmail-send-{os.getpid()}-{time.monotonic_ns()}.log"
         self.proc = None
 
     def start(self) -> "QmailSend":
         self.logpath.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.logpath, "wb")
-        env = {"PATH": f"{self.home}/bin:/usr/bin:/bin"}
-        self.proc = subprocess.Popen([str(self.home / "bin/qmail-start"), self.defaultdelivery, "cat"],
+        env = {"PATH": f"{self.bindir}:{self.home}/bin:/usr/bin:/bin"}
+        limits = self.limits
+
+        def setlimits():
+            for which, pair in limits.items():
+                resource.setrlimit(which, pair)
+
+        self.proc = subprocess.Popen([str(self.bindir / "qmail-start"), self.defaultdelivery, "cat"],
                                      cwd=self.home, env=env, stdout=self._log, stderr=self._log,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=setlimits)
         return self
+
+    def wait_until(self, pred, timeout: float, what: str):
+        """pred()'s first true value within timeout seconds; AssertionError
+        (with the end of the log) on timeout, and at once when qmail-send
+        logs an alert (a spawn that died, say) or exits."""
+        end = time.monotonic() + timeout
+        while True:
+            v = pred()
+            if v:
+                return v
+            log = self.log()
+            if "alert:" in log or self.proc.poll() is not None:
+                raise AssertionError(f"qmail-send failed while waiting for {what}:\n{log[-3000:]}")
+            if time.monotonic() > end:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{log[-3000:]}")
+            time.sleep(0.2)
+
+    def successes(self) -> int:
+        return self.log().count(": success: ")
+
+    def hup(self) -> None:
+        """qmail-start runs qmail-send in its own process: signal that."""
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+    def pid(self, name: str) -> int | None:
+        """qmail-send itself, or one of its children (qmail-lspawn, qmail-rspawn, qmail-clean)."""
+        if name == "qmail-send":
+            return self.proc.pid
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            comm = text[text.index("(") + 1:text.rindex(")")]
+            ppid = int(text[text.rindex(")") + 2:].split()[1])
+            if comm == name and ppid == self.proc.pid:
+                return int(stat.parent.name)
+        return None
 
     def wait_log(self, needle: str, timeout: float = 30) -> bool:
         end = time.monotonic() + timeout
@@ -282,6 +350,121 @@ class QmailSend:
             self.proc.wait(timeout=5)
         self._log.close()
         self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def proc_cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU of a live process so far, or (children=True) of
+    the children it has reaped."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    first = 13 if children else 11  # cutime, cstime / utime, stime
+    return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+def max_fd(pid: int) -> int:
+    """The highest descriptor a live process has open (-1 if none)."""
+    try:
+        return max((int(n) for n in os.listdir(f"/proc/{pid}/fd")), default=-1)
+    except (FileNotFoundError, ProcessLookupError):
+        return -1
+
+
+def queue_message(sender: str, rcpts, body: bytes, home: Path = HOME) -> None:
+    """Queue one message with qmail-queue itself: body on fd 0, envelope on 1."""
+    envelope = (f"F{sender}\0" + "".join(f"T{r}\0" for r in rcpts) + "\0").encode()
+    with tempfile.TemporaryFile() as env:
+        env.write(envelope)
+        env.seek(0)
+        r = subprocess.run([str(home / "bin/qmail-queue")], input=body, stdout=env, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"qmail-queue exited {r.returncode}")
+
+
+def queue_messages(messages, home: Path = HOME, parallel: int = 8) -> None:
+    """messages: iterable of (sender, rcpts, body); several qmail-queue at once."""
+    with ThreadPoolExecutor(parallel) as pool:
+        for f in [pool.submit(queue_message, s, r, b, home) for s, r, b in messages]:
+            f.result()
+
+
+class SmtpSink:
+    """tests/smtp/smtp_sink.py in a process of its own, on 127.0.0.1.
+
+    hold: seconds each session is held after its message, before "250".
+    release() lets the sessions held now go, hold_nobody() every session
+    from now on. Each accepted delivery is recorded as (X-Sink-Id of the
+    message, recipient)."""
+
+    PROGRAM = Path(__file__).resolve().parent / "smtp_sink.py"
+
+    def __init__(self, hold: float = 0.0, name: str = "sink"):
+        stem = LOGS / f"{name}-{os.getpid()}-{time.monotonic_ns()}"
+        self.record = stem.with_suffix(".record")
+        self.summary_path = stem.with_suffix(".summary")
+        self.status_path = stem.with_suffix(".status")
+        self.hold = hold
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.summary: dict | None = None
+
+    def start(self) -> "SmtpSink":
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(self.PROGRAM), "--record", str(self.record),
+             "--summary", str(self.summary_path), "--status", str(self.status_path),
+             "--hold", str(self.hold)],
+            stdout=subprocess.PIPE, start_new_session=True)
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError("smtp_sink did not start")
+        self.port = int(line)
+        return self
+
+    def route(self, control: "Control") -> None:
+        """Send every remote delivery to the sink (control/smtproutes)."""
+        control.write("smtproutes", f":127.0.0.1:{self.port}\n")
+
+    def status(self) -> dict:
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {"open": 0, "held": 0, "peak": 0, "peak_held": 0, "accepted": 0}
+
+    def release(self) -> None:
+        os.kill(self.proc.pid, signal.SIGUSR1)
+
+    def hold_nobody(self) -> None:
+        os.kill(self.proc.pid, signal.SIGUSR2)
+
+    def deliveries(self) -> list[tuple[str, str]]:
+        try:
+            text = self.record.read_text()
+        except FileNotFoundError:
+            return []
+        return [tuple(line.split(" ", 1)) for line in text.splitlines() if line]
+
+    def stop(self) -> dict | None:
+        if self.proc is None:
+            return self.summary
+        try:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        self.proc.stdout.close()
+        self.proc = None
+        try:
+            self.summary = json.loads(self.summary_path.read_text())
+        except (FileNotFoundError, ValueError):
+            self.summary = None
+        return self.summary
 
     def __enter__(self):
         return self.start()

@@ -2,6 +2,8 @@
 
 #include "ip_address.h"
 
+#include "decimal.h"
+
 namespace ip {
 
 namespace {
@@ -110,16 +112,6 @@ bool is_v4_mapped(const std::uint8_t b[16]) noexcept {
   return b[10] == 0xff && b[11] == 0xff;
 }
 
-std::size_t put_uint(char* out, unsigned v) noexcept {
-  char tmp[10];
-  std::size_t n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (std::size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
-  return n;
-}
 
 std::size_t put_hex_group(char* out, unsigned v) noexcept {
   static constexpr char digits[] = "0123456789abcdef";
@@ -219,7 +211,7 @@ std::size_t format(const Address& a, char* out) noexcept {
   if (a.family == Family::v4) {
     for (int i = 0; i < 4; ++i) {
       if (i > 0) out[n++] = '.';
-      n += put_uint(out + n, a.bytes[i]);
+      n += decimal::put(out + n, a.bytes[i]);
     }
     return n;
   }
@@ -257,7 +249,7 @@ std::size_t format(const Address& a, char* out) noexcept {
 std::size_t format(const Network& net, char* out) noexcept {
   std::size_t n = format(net.address, out);
   out[n++] = '/';
-  n += put_uint(out + n, net.prefix);
+  n += decimal::put(out + n, net.prefix);
   return n;
 }
 

@@ -2,22 +2,9 @@
 
 #include "spamt_settings.h"
 
+#include "decimal.h"
+
 namespace spamt {
-
-namespace {
-
-std::size_t put_uint(char* out, std::uint32_t v) noexcept {
-  char tmp[10];
-  std::size_t n = 0;
-  do {
-    tmp[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (std::size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
-  return n;
-}
-
-}  // namespace
 
 std::string_view kind_name(Kind k) noexcept {
   switch (k) {
@@ -61,12 +48,12 @@ std::size_t format_period(std::uint32_t seconds, char* out) noexcept {
   static constexpr Unit units[] = {{604800, 'w'}, {86400, 'd'}, {3600, 'h'}, {60, 'm'}};
   for (const Unit& u : units) {
     if (seconds != 0 && seconds % u.seconds == 0) {
-      std::size_t n = put_uint(out, seconds / u.seconds);
+      std::size_t n = decimal::put(out, seconds / u.seconds);
       out[n++] = u.name;
       return n;
     }
   }
-  std::size_t n = put_uint(out, seconds);
+  std::size_t n = decimal::put(out, seconds);
   out[n++] = 's';
   return n;
 }
@@ -79,7 +66,7 @@ std::size_t format_windows(const Windows& w, char* out) noexcept {
   std::size_t n = 0;
   for (std::size_t i = 0; i < w.count && i < max_windows; ++i) {
     if (i > 0) out[n++] = ',';
-    n += put_uint(out + n, w.at[i].limit);
+    n += decimal::put(out + n, w.at[i].limit);
     out[n++] = '/';
     n += format_period(w.at[i].seconds, out + n);
   }

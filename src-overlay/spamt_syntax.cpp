@@ -202,6 +202,43 @@ const KeyInfo* find_key(std::string_view k) noexcept {
   return nullptr;
 }
 
+// The numeric teergrube settings of native lines and their largest values.
+struct NumberField {
+  std::string_view key;
+  std::uint16_t bit;
+  std::uint32_t max;
+};
+
+constexpr NumberField number_fields[] = {
+    {"st", field::st, 0xffffffffu},         {"stmax", field::stmax, 0xffffffffu}, {"strcpt", field::strcpt, 0xffffffffu},
+    {"tg", field::tg, 0xffffffffu},         {"prefix4", field::prefix4, 32},      {"prefix6", field::prefix6, 128},
+};
+
+const NumberField* find_number(std::string_view k) noexcept {
+  for (const NumberField& f : number_fields)
+    if (f.key == k) return &f;
+  return nullptr;
+}
+
+// Sets one numeric teergrube field (v within the field's range).
+void set_number(Teergrube& t, std::uint16_t bit, std::uint32_t v) noexcept {
+  switch (bit) {
+    case field::st: t.st_ms = v; break;
+    case field::stmax: t.stmax_ms = v; break;
+    case field::strcpt: t.strcpt = v; break;
+    case field::tg: t.tg_seconds = v; break;
+    case field::prefix4: t.prefix4 = static_cast<std::uint8_t>(v); break;
+    case field::prefix6: t.prefix6 = static_cast<std::uint8_t>(v); break;
+  }
+  t.set |= bit;
+}
+
+void set_flag(Teergrube& t, std::uint16_t bit, bool v) noexcept {
+  if (bit == field::flush) t.flush = v;
+  if (bit == field::tarpitrelay) t.tarpitrelay = v;
+  t.set |= bit;
+}
+
 bool is_ip_kind(Kind k) noexcept { return k == Kind::address || k == Kind::network; }
 
 std::optional<bool> parse_yes_no(std::string_view v) noexcept {
@@ -326,14 +363,8 @@ void LineParser::native(std::string_view line) {
         error(std::string(k) + "=" + shown(value) + ": must be yes or no");
         continue;
       }
+      set_flag(tg, k == "flush" ? field::flush : field::tarpitrelay, *yn);
       has_tg = true;
-      if (k == "flush") {
-        tg.flush = *yn;
-        tg.set |= field::flush;
-      } else {
-        tg.tarpitrelay = *yn;
-        tg.set |= field::tarpitrelay;
-      }
     } else if (k == "tgtext") {
       if (value.empty() || value.size() > tgtext_max || !valid_text(value)) {
         error("tgtext: must be 1 to " + std::to_string(tgtext_max) + " printable ASCII characters");
@@ -352,39 +383,14 @@ void LineParser::native(std::string_view line) {
       tg.set |= field::group;
       has_tg = true;
     } else {  // st, stmax, strcpt, tg, prefix4, prefix6
+      const NumberField* nf = find_number(k);
       std::optional<std::uint32_t> n = parse_uint32(value);
-      if (!n) {
-        error(std::string(k) + "=" + shown(value) + ": must be a number 0 to 4294967295");
+      if (!n || *n > nf->max) {
+        error(std::string(k) + "=" + shown(value) + ": must be a number 0 to " + std::to_string(nf->max));
         continue;
       }
+      set_number(tg, nf->bit, *n);
       has_tg = true;
-      if (k == "st") {
-        tg.st_ms = *n;
-        tg.set |= field::st;
-      } else if (k == "stmax") {
-        tg.stmax_ms = *n;
-        tg.set |= field::stmax;
-      } else if (k == "strcpt") {
-        tg.strcpt = *n;
-        tg.set |= field::strcpt;
-      } else if (k == "tg") {
-        tg.tg_seconds = *n;
-        tg.set |= field::tg;
-      } else if (k == "prefix4") {
-        if (*n > 32) {
-          error("prefix4=" + shown(value) + ": must be 0 to 32");
-          continue;
-        }
-        tg.prefix4 = static_cast<std::uint8_t>(*n);
-        tg.set |= field::prefix4;
-      } else {
-        if (*n > 128) {
-          error("prefix6=" + shown(value) + ": must be 0 to 128");
-          continue;
-        }
-        tg.prefix6 = static_cast<std::uint8_t>(*n);
-        tg.set |= field::prefix6;
-      }
     }
   }
   if (out.diagnostics.size() != errors_before) return;
@@ -450,8 +456,7 @@ void LineParser::spamthrottle(std::string_view line) {
       if (!bits || *bits == 0 || *bits > 32) {
         error("dir " + quoted(dir) + ": /n must give 1 to 32 bits");
       } else {
-        tg.prefix4 = static_cast<std::uint8_t>(*bits);
-        tg.set |= field::prefix4;
+        set_number(tg, field::prefix4, *bits);
       }
     } else if (!valid_group(dir)) {
       error("dir " + quoted(dir) + ": must be /n or a name of A-Z a-z 0-9 . _ - /");
@@ -460,19 +465,15 @@ void LineParser::spamthrottle(std::string_view line) {
       tg.set |= field::group;
     }
   }
-  struct Numeric {
+  // spamthrottle's field positions of the numeric settings
+  struct Position {
     std::string_view name;
     int index;
     std::uint16_t bit;
-    std::uint32_t* target;
   };
-  Numeric numerics[] = {
-      {"st", 2, field::st, &tg.st_ms},
-      {"stmax", 3, field::stmax, &tg.stmax_ms},
-      {"rcpt", 5, field::strcpt, &tg.strcpt},
-      {"tg", 6, field::tg, &tg.tg_seconds},
-  };
-  for (const Numeric& f : numerics) {
+  static constexpr Position numbers[] = {
+      {"st", 2, field::st}, {"stmax", 3, field::stmax}, {"rcpt", 5, field::strcpt}, {"tg", 6, field::tg}};
+  for (const Position& f : numbers) {
     std::string_view v = fields[f.index];
     if (v.empty()) continue;
     std::optional<std::uint32_t> n = parse_uint32(v);
@@ -480,16 +481,14 @@ void LineParser::spamthrottle(std::string_view line) {
       error(std::string(f.name) + " field " + quoted(v) + ": must be a number");
       continue;
     }
-    *f.target = *n;
-    tg.set |= f.bit;
+    set_number(tg, f.bit, *n);
   }
   if (!fields[4].empty()) {
     std::optional<std::uint32_t> n = parse_uint32(fields[4]);
     if (!n) {
       error("flush field " + quoted(fields[4]) + ": must be a number (0 = no)");
     } else {
-      tg.flush = *n != 0;
-      tg.set |= field::flush;
+      set_flag(tg, field::flush, *n != 0);
     }
   }
   if (!fields[7].empty()) {

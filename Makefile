@@ -107,7 +107,7 @@ QT_ENV := QT_TOP='$(TOP)' QT_HOME='$(TEST_HOME)' QT_TREE='$(TEST_TREE)' QT_STOCK
 	NETQMAIL_TARBALL='$(abspath $(NETQMAIL_TARBALL))'
 
 smtp-test: test-install
-	$(QT_ENV) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/pipeline tests/smtp
+	$(QT_ENV) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/pipeline tests/smtp tests/tools
 
 test: build unit smtp-test
 

@@ -261,7 +261,9 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   TeergrubeSettings& t = out.teergrube_;
   t.entry = tg_entry;
   t.fallback = dflt;
-  t.prefix4 = index_.builtin_prefix4;
+  // settings from a spamthrottle line keep its /16 when nothing says otherwise
+  const Entry* decides = tg_entry ? tg_entry : dflt;
+  if (decides != nullptr && decides->teergrube.spamthrottle) t.prefix4 = builtin::spamthrottle_prefix4;
   auto from = [&](std::uint16_t bit, bool default_allowed) -> const Teergrube* {
     if (eset & bit) {
       t.from_entry |= bit;

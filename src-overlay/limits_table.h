@@ -25,7 +25,9 @@
 //   template: one budget per user, or per client address when no user.
 //   If any applicable entry is `exempt`, relay() is empty and exempt() true.
 // - Teergrube: the most specific IP entry with teergrube settings; fields it
-//   leaves unset come from the default entry, then from built-in values.
+//   leaves unset come from the default entry, then from built-in values
+//   (prefix4 16 instead of 32 when those settings come from a spamthrottle
+//   line, as spamthrottle had it).
 //   group=/prefix4=/prefix6= together say how clients share state: an
 //   entry that sets any of them overrides the default's group.
 // - authfail: the most specific IP entry with authfail=, else the default's;

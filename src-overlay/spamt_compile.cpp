@@ -152,7 +152,6 @@ bool Table::ok() const noexcept {
 format::Index Table::index() const {
   format::Index ix;
   ix.entries = static_cast<std::uint32_t>(entries.size());
-  ix.builtin_prefix4 = builtin_prefix4;
   for (const CompiledEntry& e : entries) {
     switch (e.identity.kind) {
       case Kind::user: ix.has_users = true; break;
@@ -177,15 +176,12 @@ Table compile(const ParsedFile* spamt, const ParsedFile* relaylimits) {
   for (const ParsedFile* f : {spamt, relaylimits})
     if (f != nullptr) table.diagnostics.insert(table.diagnostics.end(), f->diagnostics.begin(), f->diagnostics.end());
   Merger m{table, {}, {}};
-  bool spamthrottle_lines = false;
   for (const ParsedFile* f : {spamt, relaylimits}) {
     if (f == nullptr) continue;
     for (const Definition& d : f->definitions) {
-      if (d.source == Source::spamthrottle) spamthrottle_lines = true;
       m.add(d);
     }
   }
-  if (spamthrottle_lines) table.builtin_prefix4 = builtin::spamthrottle_prefix4;
   table.entries.reserve(m.by_key.size());
   for (auto& [key, entry] : m.by_key) table.entries.push_back(std::move(entry));
   return table;

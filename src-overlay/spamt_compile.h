@@ -54,7 +54,6 @@ struct CompiledEntry {
 
 struct Table {
   std::vector<CompiledEntry> entries;  // sorted by key(); the default among them
-  std::uint8_t builtin_prefix4 = builtin::prefix4;
   std::vector<Diagnostic> diagnostics;  // errors and warnings from every file
 
   bool ok() const noexcept;  // no errors

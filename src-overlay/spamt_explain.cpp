@@ -169,7 +169,7 @@ bool explain(LimitsTable& table, std::string_view ip_text, std::string_view user
   if (builtin != 0) {
     out += "  built in:" + list(builtin);
     if ((builtin & field::prefix4) && t.prefix4 == builtin::spamthrottle_prefix4)
-      out += " (prefix4 16: the table has spamthrottle lines)";
+      out += " (prefix4 16: spamthrottle's, for settings from its lines)";
     out += "\n";
   }
   out += "  => " + std::string(t.active() ? "teergrube on" : "teergrube off (st=0)") + ", state key " +

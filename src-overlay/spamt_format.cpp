@@ -7,7 +7,7 @@
 //   3  u8   rcpt window count      4  u8  msg window count
 //   5  u8   authfail window count  6  u16 action
 //   8  u16  teergrube fields set  10  u8  prefix4   11 u8 prefix6
-//  12  u8   teergrube flags: 1 flush, 2 tarpitrelay
+//  12  u8   teergrube flags: 1 flush, 2 tarpitrelay, 4 from a spamthrottle line
 //  13  u8   address family: 0 (user, domain, default), 4 or 6
 //  14  u8   network prefix        15  u8  zero
 //  16  u32  st, stmax, strcpt, tg (16 bytes)
@@ -17,7 +17,7 @@
 //      relay origin, teergrube origin, authfail origin
 // Index record:
 //   0  u32  entries  4 u8 flags: 1 default, 2 users, 4 domains
-//   5  u8   builtin prefix4      6 u16 zero
+//   5  u8   zero                 6 u16 zero
 //   8  3 x 3 x u64: IPv4 prefix sets (relay, teergrube, authfail)
 //  80  3 x 3 x u64: IPv6 prefix sets
 
@@ -149,7 +149,7 @@ std::string encode_index(const Index& index) {
   s.reserve(index_size);
   put32(s, index.entries);
   put8(s, (index.has_default ? 1 : 0) | (index.has_users ? 2 : 0) | (index.has_domains ? 4 : 0));
-  put8(s, index.builtin_prefix4);
+  put8(s, 0);
   put16(s, 0);
   for (const PrefixSet* sets : {index.v4, index.v6})
     for (int a = 0; a < 3; ++a)
@@ -163,9 +163,9 @@ bool decode_index(std::string_view bytes, Index& out) noexcept {
   out = Index{};
   out.entries = r.u32();
   unsigned flags = r.u8();
-  out.builtin_prefix4 = static_cast<std::uint8_t>(r.u8());
-  unsigned zero = r.u16();
-  if (flags > 7 || out.builtin_prefix4 > 32 || zero != 0) return false;
+  unsigned zero = r.u8();
+  zero |= r.u16();
+  if (flags > 7 || zero != 0) return false;
   out.has_default = flags & 1;
   out.has_users = flags & 2;
   out.has_domains = flags & 4;
@@ -201,7 +201,7 @@ std::string encode_entry(const Entry& e) {
   put16(s, tg.set);
   put8(s, tg.prefix4);
   put8(s, tg.prefix6);
-  put8(s, (tg.flush ? 1 : 0) | (tg.tarpitrelay ? 2 : 0));
+  put8(s, (tg.flush ? 1 : 0) | (tg.tarpitrelay ? 2 : 0) | (tg.spamthrottle ? 4 : 0));
   put8(s, ip_kind ? static_cast<unsigned>(e.network.address.family) : 0);
   put8(s, ip_kind ? e.network.prefix : 0);
   put8(s, 0);
@@ -245,7 +245,7 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
   unsigned prefix = r.u8();
   unsigned zero = r.u8();
   if (kind < 1 || kind > 5 || aspects == 0 || aspects > 7 || relay_flags > 7 || tg_set > field::all ||
-      prefix4 > 32 || prefix6 > 128 || tg_flags > 3 || zero != 0)
+      prefix4 > 32 || prefix6 > 128 || tg_flags > 7 || zero != 0)
     return false;
   out.kind = static_cast<Kind>(kind);
   out.has_relay = aspects & 1;
@@ -266,6 +266,7 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
   out.teergrube.prefix6 = static_cast<std::uint8_t>(prefix6);
   out.teergrube.flush = tg_flags & 1;
   out.teergrube.tarpitrelay = tg_flags & 2;
+  out.teergrube.spamthrottle = tg_flags & 4;
   out.teergrube.st_ms = r.u32();
   out.teergrube.stmax_ms = r.u32();
   out.teergrube.strcpt = r.u32();

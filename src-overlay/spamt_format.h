@@ -92,7 +92,6 @@ struct Index {
   bool has_default = false;
   bool has_users = false;
   bool has_domains = false;
-  std::uint8_t builtin_prefix4 = builtin::prefix4;  // 16 when the table has spamthrottle lines
   PrefixSet v4[3];                // prefix lengths of IPv4 entries per aspect
   PrefixSet v6[3];
   bool operator==(const Index&) const = default;

@@ -92,8 +92,8 @@ std::string_view field_name(std::uint16_t bit) noexcept;
 namespace builtin {
 constexpr std::uint8_t prefix4 = 32;
 constexpr std::uint8_t prefix6 = 64;
-// spamthrottle kept state per /16 when no dir was given; a table with
-// spamthrottle lines keeps that meaning (doc/spamt.5, COMPATIBILITY).
+// spamthrottle kept state per /16 when no dir was given: teergrube settings
+// from a spamthrottle line keep that meaning (doc/spamt.5, COMPATIBILITY).
 constexpr std::uint8_t spamthrottle_prefix4 = 16;
 constexpr std::string_view tgtext = "please wait";
 }  // namespace builtin
@@ -108,6 +108,7 @@ struct Teergrube {
   std::uint32_t tg_seconds = 0;  // continuation line period, 0 = none
   bool flush = false;            // discard pipelined input after the delay
   bool tarpitrelay = false;      // also delay relay clients
+  bool spamthrottle = false;     // from a spamthrottle line: prefix4 falls back to 16
   std::uint8_t prefix4 = builtin::prefix4;  // IPv4 state aggregation
   std::uint8_t prefix6 = builtin::prefix6;  // IPv6 state aggregation
   bool operator==(const Teergrube&) const = default;

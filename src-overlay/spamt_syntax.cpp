@@ -449,6 +449,7 @@ void LineParser::spamthrottle(std::string_view line) {
   }
 
   Teergrube tg;
+  tg.spamthrottle = true;
   std::string_view dir = fields[1];
   if (!dir.empty()) {
     if (dir.front() == '/') {

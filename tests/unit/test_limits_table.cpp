@@ -454,3 +454,23 @@ TEST(LimitsTable, LookupAllocatesNothing) {
   }
   EXPECT_EQ(allocations, before);
 }
+
+TEST(LimitsTable, MixedFileKeepsEachLinesMeaning) {
+  // spamthrottle lines keep their /16, native lines their /32, in one file
+  auto b = build(
+      "default st=1000\n"
+      "10.0.0.0/8::2000::::::\n"
+      "192.0.2.0/24 st=3000\n");
+  Lookup l;
+  ASSERT_EQ(b->table.lookup("10.1.2.3", "", l), LookupStatus::ok);
+  EXPECT_EQ(str(l.teergrube().state_key), "n:10.1.0.0/16");
+  ASSERT_EQ(b->table.lookup("192.0.2.3", "", l), LookupStatus::ok);
+  EXPECT_EQ(str(l.teergrube().state_key), "a:192.0.2.3");
+  ASSERT_EQ(b->table.lookup("198.51.100.3", "", l), LookupStatus::ok);  // the native default
+  EXPECT_EQ(str(l.teergrube().state_key), "a:198.51.100.3");
+  auto legacy_default = build("::1000::::::\n192.0.2.0/24 st=3000\n");
+  ASSERT_EQ(legacy_default->table.lookup("198.51.100.3", "", l), LookupStatus::ok);
+  EXPECT_EQ(str(l.teergrube().state_key), "n:198.51.0.0/16");
+  ASSERT_EQ(legacy_default->table.lookup("192.0.2.3", "", l), LookupStatus::ok);
+  EXPECT_EQ(str(l.teergrube().state_key), "a:192.0.2.3");
+}

@@ -71,8 +71,8 @@ TEST(SpamtCompile, SpamthrottleFirstBlockLineAndLastDefaultLineWin) {
   EXPECT_EQ(w[2], "control/spamt:5: warning: this default line replaces the one at control/spamt:1 (spamthrottle used the last default line)");
   EXPECT_EQ(find(t, "192.0.2.0/24")->teergrube->st_ms, 200u);
   EXPECT_EQ(find(t, "default")->teergrube->st_ms, 500u);
-  EXPECT_EQ(t.builtin_prefix4, builtin::spamthrottle_prefix4);
-  EXPECT_EQ(compile_text("192.0.2.0/24 st=1\n").builtin_prefix4, builtin::prefix4);
+  EXPECT_TRUE(find(t, "default")->teergrube->spamthrottle);
+  EXPECT_FALSE(compile_text("192.0.2.0/24 st=1\n").entries[0].teergrube->spamthrottle);
 }
 
 TEST(SpamtCompile, RelaylimitsLastLineWins) {

@@ -78,6 +78,6 @@ TEST(SpamtExplain, UnauthenticatedAndSpamthrottleNotes) {
   ASSERT_TRUE(explain(b->table, "192.0.2.7", "alice", out));
   EXPECT_TRUE(has(out, "not used for relay limits: only for clients that did not authenticate")) << out;
   ASSERT_TRUE(explain(b->table, "10.2.3.4", "", out));
-  EXPECT_TRUE(has(out, "(prefix4 16: the table has spamthrottle lines)")) << out;
+  EXPECT_TRUE(has(out, "(prefix4 16: spamthrottle's, for settings from its lines)")) << out;
   EXPECT_TRUE(has(out, "state key n:10.2.0.0/16")) << out;
 }

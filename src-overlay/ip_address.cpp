@@ -40,54 +40,45 @@ bool parse_v4(std::string_view s, std::uint8_t out[4]) noexcept {
 }
 
 // RFC 4291 text forms: eight groups of 1-4 hex digits, at most one "::",
-// optionally ending in a dotted quad for the last 32 bits.
+// optionally ending in a dotted quad for the last 32 bits. One pass.
 bool parse_v6(std::string_view s, std::uint8_t out[16]) noexcept {
   std::uint16_t groups[8] = {};
-  int count = 0;      // groups written so far
-  int gap = -1;       // index where "::" stands
-  std::size_t pos = 0;
-  if (s.size() < 2) return false;
+  int count = 0;  // groups written so far
+  int gap = -1;   // index where "::" stands
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  if (n < 2) return false;
   if (s[0] == ':') {
     if (s[1] != ':') return false;
     gap = 0;
-    pos = 2;
-    if (pos == s.size()) {
-      for (int i = 0; i < 16; ++i) out[i] = 0;
-      return true;
-    }
+    i = 2;
   }
-  while (pos < s.size()) {
+  while (i < n) {
     if (count == 8) return false;
-    // a dotted quad may stand for the last two groups
-    std::size_t end = pos;
-    while (end < s.size() && s[end] != ':') ++end;
-    std::string_view part = s.substr(pos, end - pos);
-    if (part.find('.') != std::string_view::npos) {
-      if (end != s.size() || count > 6) return false;
+    std::size_t start = i;
+    unsigned value = 0;
+    int h;
+    while (i < n && i - start < 5 && (h = hex_value(s[i])) >= 0) {
+      value = value << 4 | static_cast<unsigned>(h);
+      ++i;
+    }
+    if (i < n && s[i] == '.') {  // a dotted quad stands for the last two groups
       std::uint8_t v4[4];
-      if (!parse_v4(part, v4)) return false;
+      if (count > 6 || !parse_v4(s.substr(start), v4)) return false;
       groups[count++] = static_cast<std::uint16_t>(v4[0] << 8 | v4[1]);
       groups[count++] = static_cast<std::uint16_t>(v4[2] << 8 | v4[3]);
-      pos = end;
       break;
     }
-    if (part.empty() || part.size() > 4) return false;
-    unsigned value = 0;
-    for (char c : part) {
-      int h = hex_value(c);
-      if (h < 0) return false;
-      value = value << 4 | static_cast<unsigned>(h);
-    }
+    if (i == start || i - start > 4) return false;
     groups[count++] = static_cast<std::uint16_t>(value);
-    pos = end;
-    if (pos == s.size()) break;
-    ++pos;  // the ':'
-    if (pos < s.size() && s[pos] == ':') {
+    if (i == n) break;
+    if (s[i] != ':') return false;
+    ++i;
+    if (i < n && s[i] == ':') {
       if (gap >= 0) return false;  // a second "::"
       gap = count;
-      ++pos;
-      if (pos == s.size()) break;
-    } else if (pos == s.size()) {
+      ++i;
+    } else if (i == n) {
       return false;  // a single trailing ':'
     }
   }
@@ -96,12 +87,12 @@ bool parse_v6(std::string_view s, std::uint8_t out[16]) noexcept {
   } else {
     if (count > 7) return false;  // "::" stands for at least one group
     int move = count - gap;
-    for (int i = 0; i < move; ++i) groups[7 - i] = groups[count - 1 - i];
-    for (int i = gap; i < 8 - move; ++i) groups[i] = 0;
+    for (int k = 0; k < move; ++k) groups[7 - k] = groups[count - 1 - k];
+    for (int k = gap; k < 8 - move; ++k) groups[k] = 0;
   }
-  for (int i = 0; i < 8; ++i) {
-    out[2 * i] = static_cast<std::uint8_t>(groups[i] >> 8);
-    out[2 * i + 1] = static_cast<std::uint8_t>(groups[i] & 0xff);
+  for (int k = 0; k < 8; ++k) {
+    out[2 * k] = static_cast<std::uint8_t>(groups[k] >> 8);
+    out[2 * k + 1] = static_cast<std::uint8_t>(groups[k] & 0xff);
   }
   return true;
 }

@@ -56,7 +56,9 @@ std::string_view status_name(LookupStatus s) noexcept {
 }
 
 void Lookup::reset() noexcept {
-  has_user_ = has_domain_ = has_relay_ip_ = false;
+  has_user_ = has_domain_ = false;
+  relay_ip_ = nullptr;
+  ip_count_ = 0;
   relay_default_ = nullptr;
   exempt_by_ = nullptr;
   budget_count_ = 0;
@@ -96,21 +98,29 @@ TableStatus LimitsTable::open_fd(int fd) noexcept {
     status_ = s;
     return s;
   };
-  int r = cdb_find(&cdb_, format::version_key.data(), static_cast<unsigned>(format::version_key.size()));
+  // "!format", "!index" and "!default" are the first records, in the
+  // file's first page: read in order, no hash probes (each probe may cost a
+  // page fault in a freshly started qmail-smtpd)
+  unsigned pos;
+  cdb_seqinit(&pos, &cdb_);
+  auto next = [&](std::string_view key, std::string_view& value) -> int {
+    int r = cdb_seqnext(&pos, &cdb_);
+    if (r <= 0) return r < 0 ? -1 : 0;
+    const void* k = cdb_get(&cdb_, cdb_keylen(&cdb_), cdb_keypos(&cdb_));
+    const void* v = cdb_get(&cdb_, cdb_datalen(&cdb_), cdb_datapos(&cdb_));
+    if (k == nullptr || v == nullptr) return -1;
+    if (std::string_view(static_cast<const char*>(k), cdb_keylen(&cdb_)) != key) return 0;
+    value = {static_cast<const char*>(v), cdb_datalen(&cdb_)};
+    return 1;
+  };
+  std::string_view value;
+  int r = next(format::version_key, value);
   if (r < 0) return fail(TableStatus::corrupt);
-  if (r == 0) return fail(TableStatus::wrong_version);
-  const void* v = cdb_get(&cdb_, cdb_datalen(&cdb_), cdb_datapos(&cdb_));
-  if (v == nullptr) return fail(TableStatus::corrupt);
-  if (std::string_view(static_cast<const char*>(v), cdb_datalen(&cdb_)) != format::version)
-    return fail(TableStatus::wrong_version);
-
-  r = cdb_find(&cdb_, format::index_key.data(), static_cast<unsigned>(format::index_key.size()));
-  if (r <= 0) return fail(TableStatus::corrupt);
-  v = cdb_get(&cdb_, cdb_datalen(&cdb_), cdb_datapos(&cdb_));
-  if (v == nullptr || !format::decode_index({static_cast<const char*>(v), cdb_datalen(&cdb_)}, index_))
-    return fail(TableStatus::corrupt);
+  if (r == 0 || value != format::version) return fail(TableStatus::wrong_version);
+  if (next(format::index_key, value) != 1 || !format::decode_index(value, index_)) return fail(TableStatus::corrupt);
   if (index_.has_default) {
-    if (find(format::default_key, default_) != 1 || default_.kind != Kind::fallback)
+    if (next(format::default_key, value) != 1 || !format::decode_entry(value, default_) ||
+        default_.kind != Kind::fallback)
       return fail(TableStatus::corrupt);
   }
   return status_;
@@ -196,39 +206,58 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
     }
   }
 
-  // the most specific IP entry for each kind of setting, longest prefix first
+  // The most specific IP entry (longest prefix first; the index says which
+  // lengths exist). For each kind of setting it lacks, its record names the
+  // most specific less specific block that has it: one more probe at most,
+  // shared when two kinds come from the same block.
   const format::PrefixSet* sets = v4 ? index_.v4 : index_.v6;
-  const format::PrefixSet all = sets[format::relay] | sets[format::teergrube] | sets[format::authfail];
-  bool want_relay = sets[format::relay].any();
-  bool want_tg = sets[format::teergrube].any();
-  bool want_af = sets[format::authfail].any();
+  const format::PrefixSet present = sets[format::relay] | sets[format::teergrube] | sets[format::authfail];
   const Entry* tg_entry = nullptr;
   const Entry* af_entry = nullptr;
-  for (int p = static_cast<int>(addr.bits()); p >= 0 && (want_relay || want_tg || want_af); --p) {
-    if (!all.has(static_cast<unsigned>(p))) continue;
-    bool r_here = want_relay && sets[format::relay].has(static_cast<unsigned>(p));
-    bool t_here = want_tg && sets[format::teergrube].has(static_cast<unsigned>(p));
-    bool a_here = want_af && sets[format::authfail].has(static_cast<unsigned>(p));
-    if (!r_here && !t_here && !a_here) continue;
-    Entry e;
-    int r = find_network(addr, static_cast<unsigned>(p), e);
-    if (r < 0) return LookupStatus::corrupt;
-    if (r == 0) continue;
-    if (r_here && e.has_relay && !(e.relay.unauthenticated && !lowered.empty())) {
-      out.relay_ip_ = e;
-      out.has_relay_ip_ = true;
-      want_relay = false;
+  int found = 0;
+  for (int p = present.highest(static_cast<int>(addr.bits())); p >= 0; p = present.highest(p - 1)) {
+    found = find_network(addr, static_cast<unsigned>(p), out.ip_[0]);
+    if (found < 0) return LookupStatus::corrupt;
+    if (found == 1) break;
+  }
+  if (found == 1) {
+    const Entry& first = out.ip_[0];
+    out.ip_count_ = 1;
+    bool bad = false;
+    // the block of prefix `which` names, decoded once into a free slot
+    auto ancestor = [&](int which) -> const Entry* {
+      std::uint8_t p = first.ancestors[which];
+      if (p == format::no_ancestor) return nullptr;
+      for (std::size_t i = 1; i < out.ip_count_; ++i)
+        if (out.ip_[i].network.prefix == p) return &out.ip_[i];
+      Entry& slot = out.ip_[out.ip_count_];
+      if (find_network(addr, p, slot) != 1) {
+        bad = true;
+        return nullptr;
+      }
+      ++out.ip_count_;
+      return &slot;
+    };
+    const bool authenticated = !lowered.empty();
+    auto counts_for_relay = [authenticated](const Entry& e) {
+      return e.has_relay && !(e.relay.unauthenticated && authenticated);
+    };
+    if (counts_for_relay(first)) {
+      out.relay_ip_ = &first;
+    } else if ((out.relay_ip_ = ancestor(authenticated ? format::up_relay_authenticated : format::up_relay))) {
+      bad = bad || !counts_for_relay(*out.relay_ip_);
     }
-    if (t_here && e.has_teergrube) {
-      out.teergrube_ip_ = e;
-      tg_entry = &out.teergrube_ip_;
-      want_tg = false;
+    if (first.has_teergrube) {
+      tg_entry = &first;
+    } else if ((tg_entry = ancestor(format::up_teergrube))) {
+      bad = bad || !tg_entry->has_teergrube;
     }
-    if (a_here && e.has_authfail) {
-      out.authfail_ip_ = e;
-      af_entry = &out.authfail_ip_;
-      want_af = false;
+    if (first.has_authfail) {
+      af_entry = &first;
+    } else if ((af_entry = ancestor(format::up_authfail))) {
+      bad = bad || !af_entry->has_authfail;
     }
+    if (bad) return LookupStatus::corrupt;
   }
 
   // relay budgets
@@ -244,8 +273,8 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   };
   if (out.has_user_) add_budget(out.user_, out.user_.budget_key);
   if (out.has_domain_) add_budget(out.domain_, out.domain_.budget_key);
-  if (out.has_relay_ip_)
-    add_budget(out.relay_ip_, out.relay_ip_.relay.each ? client_key : out.relay_ip_.budget_key);
+  if (out.relay_ip_ != nullptr)
+    add_budget(*out.relay_ip_, out.relay_ip_->relay.each ? client_key : out.relay_ip_->budget_key);
   if (out.budget_count_ == 0 && index_.has_default && default_.has_relay) {
     out.relay_default_ = &default_;
     std::string_view key = client_key;
@@ -288,14 +317,16 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   if (from(field::group, !entry_says_state)) t.group = (t.from_entry & field::group) ? tg_entry->group : dflt->group;
   if (const Teergrube* s = from(field::prefix4, true)) t.prefix4 = s->prefix4;
   if (const Teergrube* s = from(field::prefix6, true)) t.prefix6 = s->prefix6;
-  std::size_t n;
+  const unsigned state_prefix = v4 ? t.prefix4 : t.prefix6;
   if (!t.group.empty()) {
-    n = put(out.state_key_, "g:");
+    std::size_t n = put(out.state_key_, "g:");
     n += put(out.state_key_ + n, t.group);
+    t.state_key = {out.state_key_, n};
+  } else if (state_prefix == (v4 ? 32u : client_prefix6)) {
+    t.state_key = client_key;  // the usual case: per client
   } else {
-    n = block_key(addr, v4 ? t.prefix4 : t.prefix6, out.state_key_);
+    t.state_key = {out.state_key_, block_key(addr, state_prefix, out.state_key_)};
   }
-  t.state_key = {out.state_key_, n};
 
   // AUTH failures: per client address
   if (af_entry != nullptr) {

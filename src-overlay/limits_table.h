@@ -149,7 +149,7 @@ class Lookup {
   // The entries found, for explaining (null when none).
   const Entry* user_entry() const noexcept { return has_user_ ? &user_ : nullptr; }
   const Entry* domain_entry() const noexcept { return has_domain_ ? &domain_ : nullptr; }
-  const Entry* relay_ip_entry() const noexcept { return has_relay_ip_ ? &relay_ip_ : nullptr; }
+  const Entry* relay_ip_entry() const noexcept { return relay_ip_; }
   // The default entry when it applied to relay limits.
   const Entry* relay_default() const noexcept { return relay_default_; }
 
@@ -157,8 +157,11 @@ class Lookup {
   friend class LimitsTable;
   void reset() noexcept;
 
-  Entry user_, domain_, relay_ip_, teergrube_ip_, authfail_ip_;
-  bool has_user_ = false, has_domain_ = false, has_relay_ip_ = false;
+  Entry user_, domain_;
+  Entry ip_[4];  // the most specific IP entry, then ancestors it names
+  std::size_t ip_count_ = 0;
+  bool has_user_ = false, has_domain_ = false;
+  const Entry* relay_ip_ = nullptr;
   const Entry* relay_default_ = nullptr;
   const Entry* exempt_by_ = nullptr;
   Budget budgets_[3];

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <map>
+#include <unordered_map>
 
 #include <cdb.h>
 
@@ -102,6 +103,36 @@ struct Merger {
   }
 };
 
+// For every IP entry, the most specific less specific block that carries
+// each kind of setting (Entry::ancestors), so that a lookup stops at the
+// first entry it finds.
+void link_ancestors(Table& table) {
+  std::unordered_map<std::string, const CompiledEntry*> by_key;
+  for (const CompiledEntry& e : table.entries) by_key.emplace(e.key(), &e);
+  const format::Index ix = table.index();
+  for (CompiledEntry& e : table.entries) {
+    if (e.identity.kind != Kind::address && e.identity.kind != Kind::network) continue;
+    const ip::Address& a = e.identity.network.address;
+    const format::PrefixSet* sets = a.family == ip::Family::v4 ? ix.v4 : ix.v6;
+    const format::PrefixSet present = sets[format::relay] | sets[format::teergrube] | sets[format::authfail];
+    std::uint8_t* up = e.ancestors;
+    for (int p = static_cast<int>(e.identity.network.prefix) - 1; p >= 0; --p) {
+      if (!present.has(static_cast<unsigned>(p))) continue;
+      char key[2 + 16];
+      auto it = by_key.find(std::string(key, format::network_key(a, static_cast<unsigned>(p), key)));
+      if (it == by_key.end()) continue;
+      const CompiledEntry& anc = *it->second;
+      auto mark = [&up, p](int which, bool has) {
+        if (has && up[which] == format::no_ancestor) up[which] = static_cast<std::uint8_t>(p);
+      };
+      mark(format::up_relay, anc.relay.has_value());
+      mark(format::up_relay_authenticated, anc.relay && !anc.relay->unauthenticated);
+      mark(format::up_teergrube, anc.teergrube.has_value());
+      mark(format::up_authfail, anc.authfail.has_value());
+    }
+  }
+}
+
 }  // namespace
 
 std::string CompiledEntry::key() const {
@@ -122,7 +153,10 @@ Entry CompiledEntry::view() const {
   v.kind = identity.kind;
   v.identity = identity_text;
   v.budget_key = budget_key;
-  if (identity.kind == Kind::address || identity.kind == Kind::network) v.network = identity.network;
+  if (identity.kind == Kind::address || identity.kind == Kind::network) {
+    v.network = identity.network;
+    for (int i = 0; i < 4; ++i) v.ancestors[i] = ancestors[i];
+  }
   if (relay) {
     v.has_relay = true;
     v.relay = *relay;
@@ -184,6 +218,7 @@ Table compile(const ParsedFile* spamt, const ParsedFile* relaylimits) {
   }
   table.entries.reserve(m.by_key.size());
   for (auto& [key, entry] : m.by_key) table.entries.push_back(std::move(entry));
+  link_ancestors(table);
   return table;
 }
 

@@ -46,6 +46,9 @@ struct CompiledEntry {
   std::optional<Windows> authfail;
   std::string authfail_origin;
 
+  // Address and network entries: see Entry::ancestors (set by compile()).
+  std::uint8_t ancestors[4] = {format::no_ancestor, format::no_ancestor, format::no_ancestor, format::no_ancestor};
+
   // The cdb key: "!default", "u:...", "d:...", or the binary network key.
   std::string key() const;
   // Views into this object: valid while it lives unchanged.

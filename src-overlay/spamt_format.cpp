@@ -12,6 +12,7 @@
 //  14  u8   network prefix        15  u8  zero
 //  16  u32  st, stmax, strcpt, tg (16 bytes)
 //  32  [16] address, only when the family is 4 or 6
+//  48  [4]  ancestor prefix lengths (Entry::ancestors), only with an address
 //      windows: rcpt, msg, authfail, 8 bytes each (u32 limit, u32 seconds)
 //      strings, each u16 length + bytes: identity, budget key, tgtext, group,
 //      relay origin, teergrube origin, authfail origin
@@ -212,6 +213,7 @@ std::string encode_entry(const Entry& e) {
   if (ip_kind) {
     ip::Address m = ip::masked(e.network.address, e.network.prefix);
     s.append(reinterpret_cast<const char*>(m.bytes), 16);
+    for (std::uint8_t a : e.ancestors) put8(s, a);
   }
   put_windows(s, rcpt);
   put_windows(s, msg);
@@ -287,6 +289,11 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
     if (family == 4)
       for (int i = 4; i < 16; ++i)
         if (out.network.address.bytes[i] != 0) return false;
+    for (std::uint8_t& a : out.ancestors) {
+      a = static_cast<std::uint8_t>(r.u8());
+      if (a != no_ancestor && a >= prefix) return false;
+    }
+    if (!r.ok) return false;
   } else if (family != 0 || prefix != 0) {
     return false;
   }

@@ -3,7 +3,9 @@
 // A tinycdb file (cdb(5)) with these keys:
 //   "!format"   "qmail-throttle spamt 1": readers refuse any other value
 //               (and a file without it, such as spamthrottle's qmail-newst
-//               output), so a table is never misread
+//               output), so a table is never misread. It is the first record,
+//               "!index" the second and "!default" (if any) the third, so a
+//               reader finds them in the file's first page without hashing.
 //   "!index"    which prefix lengths hold IP entries (per family and kind of
 //               setting), whether users/domains/default exist, counts
 //   "!default"  the default entry
@@ -19,6 +21,7 @@
 #ifndef QT_SPAMT_FORMAT_H
 #define QT_SPAMT_FORMAT_H
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -37,6 +40,11 @@ struct Entry {
   std::string_view budget_key;  // "u:alice@example.com", "d:example.com", "a:192.0.2.7",
                                 // "n:192.0.2.0/24"; empty for default
   ip::Network network;          // address and network kinds
+  // Address and network kinds: for each kind of setting (format::up_relay
+  // ...), the prefix length of the most specific less specific block in the
+  // table that carries it, or format::no_ancestor. A lookup that finds this
+  // entry first needs no more probing than these.
+  std::uint8_t ancestors[4] = {0xff, 0xff, 0xff, 0xff};
 
   bool has_relay = false;
   Relay relay;
@@ -78,6 +86,17 @@ struct PrefixSet {
   void add(unsigned prefix) noexcept { bits[prefix / 64] |= std::uint64_t{1} << (prefix % 64); }
   bool has(unsigned prefix) const noexcept { return (bits[prefix / 64] >> (prefix % 64)) & 1; }
   bool any() const noexcept { return (bits[0] | bits[1] | bits[2]) != 0; }
+  // The largest prefix length in the set that is <= limit, or -1.
+  int highest(int limit) const noexcept {
+    if (limit < 0) return -1;
+    if (limit > 128) limit = 128;
+    for (int w = limit / 64; w >= 0; --w) {
+      std::uint64_t b = bits[w];
+      if (w == limit / 64 && limit % 64 != 63) b &= (std::uint64_t{1} << (limit % 64 + 1)) - 1;
+      if (b != 0) return w * 64 + 63 - std::countl_zero(b);
+    }
+    return -1;
+  }
   PrefixSet operator|(const PrefixSet& o) const noexcept {
     return PrefixSet{{bits[0] | o.bits[0], bits[1] | o.bits[1], bits[2] | o.bits[2]}};
   }
@@ -86,6 +105,12 @@ struct PrefixSet {
 
 // Aspects, as indexes into Index::v4/v6.
 constexpr int relay = 0, teergrube = 1, authfail = 2;
+
+// Indexes into Entry::ancestors: relay limits (for any client), relay limits
+// that are not `unauthenticated` (for authenticated clients), teergrube,
+// authfail.
+constexpr int up_relay = 0, up_relay_authenticated = 1, up_teergrube = 2, up_authfail = 3;
+constexpr std::uint8_t no_ancestor = 0xff;
 
 struct Index {
   std::uint32_t entries = 0;      // records besides !format, !index

@@ -94,6 +94,9 @@ TEST(LimitsTable, OpenStatuses) {
   // spamthrottle's qmail-newst wrote a "" key and no version: refused, never misread
   EXPECT_EQ(open_bytes(t, raw_cdb({{"", std::string("\0\0\0\0\0\0\0\0\0\0\0", 11)}})), TableStatus::wrong_version);
   EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 2"}})), TableStatus::wrong_version);
+  // the format record must come first
+  EXPECT_EQ(open_bytes(t, raw_cdb({{"!index", "x"}, {"!format", "qmail-throttle spamt 1"}})),
+            TableStatus::wrong_version);
   EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 1"}})), TableStatus::corrupt);  // no index
   EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 1"}, {"!index", "x"}})), TableStatus::corrupt);
   format::Index ix;
@@ -473,4 +476,44 @@ TEST(LimitsTable, MixedFileKeepsEachLinesMeaning) {
   EXPECT_EQ(str(l.teergrube().state_key), "n:198.51.0.0/16");
   ASSERT_EQ(legacy_default->table.lookup("192.0.2.3", "", l), LookupStatus::ok);
   EXPECT_EQ(str(l.teergrube().state_key), "a:192.0.2.3");
+}
+
+TEST(LimitsTable, EachKindOfSettingComesFromItsOwnMostSpecificEntry) {
+  auto b = build(
+      "10.0.0.0/7 rcpt=7/1h authfail=7/1h\n"
+      "10.0.0.0/8 rcpt=8/1h unauthenticated st=8\n"
+      "10.1.0.0/16 st=16\n"
+      "10.1.2.0/24 tg=24\n"
+      "10.1.2.3 rcpt=32/1h unauthenticated\n");
+  Lookup l;
+  ASSERT_EQ(b->table.lookup("10.1.2.3", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.relay_ip_entry()->identity, "10.1.2.3");
+  EXPECT_EQ(l.teergrube().entry->identity, "10.1.2.0/24");
+  EXPECT_EQ(l.authfail().entry->identity, "10.0.0.0/7");
+  ASSERT_EQ(b->table.lookup("10.1.2.3", "alice", l), LookupStatus::ok);
+  EXPECT_EQ(l.relay_ip_entry()->identity, "10.0.0.0/7");  // both unauthenticated entries passed over
+  ASSERT_EQ(b->table.lookup("10.1.9.9", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.relay_ip_entry()->identity, "10.0.0.0/8");
+  EXPECT_EQ(l.teergrube().entry->identity, "10.1.0.0/16");
+  ASSERT_EQ(b->table.lookup("10.9.9.9", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.teergrube().entry->identity, "10.0.0.0/8");
+  EXPECT_EQ(l.authfail().entry->identity, "10.0.0.0/7");
+}
+
+TEST(LimitsTable, AnAncestorThatIsNotThereIsCorrupt) {
+  // a record that claims a /8 ancestor with relay limits the table lacks
+  spamt::Table t = spamt_test::compile_text("10.1.2.3 st=1\n");
+  t.entries[0].ancestors[format::up_relay] = 8;
+  format::Index ix = t.index();
+  ix.v4[format::relay].add(8);
+  char key[18];
+  std::string k(key, format::network_key(*ip::parse("10.1.2.3"), 32, key));
+  LimitsTable table;
+  ASSERT_EQ(open_bytes(table, raw_cdb({{"!format", "qmail-throttle spamt 1"},
+                                       {"!index", format::encode_index(ix)},
+                                       {k, format::encode_entry(t.entries[0].view())}})),
+            TableStatus::ok);
+  Lookup l;
+  EXPECT_EQ(table.lookup("10.1.2.3", "", l), LookupStatus::corrupt);
+  EXPECT_EQ(table.lookup("10.1.2.4", "", l), LookupStatus::ok);
 }

@@ -137,6 +137,30 @@ TEST(SpamtCompile, EntriesAreSortedAndIndexed) {
   EXPECT_FALSE(ix.v6[format::relay].has(24));
 }
 
+TEST(SpamtCompile, IpEntriesKnowTheirAncestors) {
+  Table t = compile_text(
+      "10.0.0.0/8 rcpt=8/1h unauthenticated\n"
+      "10.0.0.0/7 rcpt=7/1h\n"
+      "10.1.0.0/16 st=100\n"
+      "10.1.2.0/24 authfail=1/1h\n"
+      "10.1.2.3 exempt\n"
+      "2001:db8::/32 st=1\n"
+      "2001:db8:1::/48 rcpt=1/1h\n");
+  ASSERT_TRUE(t.ok());
+  auto up = [&](std::string_view id) {
+    const CompiledEntry* e = find(t, id);
+    return std::vector<int>(e->ancestors, e->ancestors + 4);
+  };
+  const int none = format::no_ancestor;
+  // relay, relay for authenticated clients, teergrube, authfail
+  EXPECT_EQ(up("10.1.2.3"), (std::vector<int>{8, 7, 16, 24}));
+  EXPECT_EQ(up("10.1.2.0/24"), (std::vector<int>{8, 7, 16, none}));
+  EXPECT_EQ(up("10.0.0.0/8"), (std::vector<int>{7, 7, none, none}));
+  EXPECT_EQ(up("10.0.0.0/7"), (std::vector<int>{none, none, none, none}));
+  EXPECT_EQ(up("2001:db8:1::/48"), (std::vector<int>{none, none, 32, none}));
+  EXPECT_EQ(up("2001:db8::/32"), (std::vector<int>{none, none, none, none}));
+}
+
 TEST(SpamtCompile, Deterministic) {
   Table a = compile_text(rich, ":1000\nbob@example.com:7\n");
   Table b = compile_text(rich, ":1000\nbob@example.com:7\n");
@@ -175,8 +199,9 @@ TEST(SpamtFormat, ExplicitLittleEndian) {
   EXPECT_EQ(byte(16), 0u);                  // st = 65536 = 00 00 01 00
   EXPECT_EQ(byte(18), 1u);
   EXPECT_EQ(byte(32), 192u);  // address
-  EXPECT_EQ(byte(48), 2u);    // first rcpt window: 258 = 02 01 00 00
-  EXPECT_EQ(byte(49), 1u);
+  EXPECT_EQ(byte(48), 255u);  // no ancestors
+  EXPECT_EQ(byte(52), 2u);    // first rcpt window: 258 = 02 01 00 00
+  EXPECT_EQ(byte(53), 1u);
   std::string ix = format::encode_index(t.index());
   EXPECT_EQ(ix.substr(0, 4), std::string("\x01\x00\x00\x00", 4));  // one entry
   // IPv4 relay prefix set: bit 24 of the first u64 = byte 3 of it, value 1
@@ -219,4 +244,19 @@ TEST(SpamtFormat, RejectsEveryTruncationAndBadFields) {
   std::string bad = good;
   bad[8 + 4] = 2;  // IPv4 prefix 33
   EXPECT_FALSE(format::decode_index(bad, ix));
+}
+
+TEST(SpamtFormat, PrefixSetHighest) {
+  format::PrefixSet s;
+  EXPECT_EQ(s.highest(128), -1);
+  for (unsigned p : {0u, 8u, 63u, 64u, 127u, 128u}) s.add(p);
+  EXPECT_EQ(s.highest(128), 128);
+  EXPECT_EQ(s.highest(127), 127);
+  EXPECT_EQ(s.highest(126), 64);
+  EXPECT_EQ(s.highest(64), 64);
+  EXPECT_EQ(s.highest(63), 63);
+  EXPECT_EQ(s.highest(62), 8);
+  EXPECT_EQ(s.highest(7), 0);
+  EXPECT_EQ(s.highest(0), 0);
+  EXPECT_EQ(s.highest(-1), -1);
 }

@@ -8,9 +8,9 @@
 //   switch (table.open("control/spamt.cdb")) {
 //     case spamt::TableStatus::ok: break;
 //     case spamt::TableStatus::missing: ... no table: nothing is limited
-//     default: ... log table.status_text(); apply the fail-open/closed policy
+//     default: ... log status_name(table.status()); fail-open/closed policy
 //   }
-//   spamt::Lookup l;
+//   static spamt::Lookup l;  // ~14 KB
 //   if (table.lookup(remoteip, user, l) != spamt::LookupStatus::ok) ... policy
 //   if (l.exempt()) ... not relay-limited at all
 //   for (const spamt::Budget& b : l.relay()) ... charge b.key per b.rcpt/b.msg
@@ -40,11 +40,17 @@
 // - Names are compared in ASCII lower case (a limit cannot be dodged by
 //   writing ALICE@Example.COM); a user longer than name_max is bad input.
 //
-// Cost: open() is one open(), fstat() and mmap() plus two record reads.
-// lookup() allocates nothing: a few hash probes into the mapping (one per
-// prefix length present in the table, stopping early), and results point
-// into the mapping or into the Lookup object. Nothing here throws, uses
-// iostreams or has a global constructor: it is linked into qmail-smtpd.
+// Cost. qmail-smtpd is a fresh process per connection that looks up one
+// or two clients, so by default the table is read with pread(): open() is
+// open+fstat and one or two reads; a lookup reads one hash slot group and
+// one record per probe (one probe per prefix length present, stopping at
+// the first hit, plus at most three for less specific entries). Access::map
+// maps the file instead (tinycdb's mmap reader): no system calls per lookup,
+// but mmap/munmap and a page fault for every page first touched - cheaper
+// only for a process that looks up many clients. lookup() allocates nothing
+// either way: results point into the table, the mapping or the Lookup
+// object. Nothing here throws, uses iostreams or has a global constructor:
+// it is linked into qmail-smtpd.
 
 #ifndef QT_LIMITS_TABLE_H
 #define QT_LIMITS_TABLE_H
@@ -81,6 +87,13 @@ enum class LookupStatus : std::uint8_t {
 
 std::string_view status_name(TableStatus s) noexcept;
 std::string_view status_name(LookupStatus s) noexcept;
+
+// A decoded entry, and the bytes its views point into when the table is
+// read with pread() (with Access::map they point into the mapping).
+struct Record {
+  Entry entry;
+  char bytes[format::record_max];
+};
 
 // One relay budget to charge: who is counted and how much is allowed.
 struct Budget {
@@ -127,7 +140,9 @@ struct AuthFailLimit {
 
 // The result of one lookup. It holds the decoded entries and key buffers its
 // views point to, so it is neither copied nor moved; it stays valid until
-// the next lookup into it or until the table is closed.
+// the next lookup into it or until the table is closed. It is about 14 KB
+// (six records): keep one per session (static or with the session state)
+// rather than on a small stack.
 class Lookup {
  public:
   Lookup() = default;
@@ -147,8 +162,8 @@ class Lookup {
   std::string_view client_key() const noexcept { return {client_key_, client_key_len_}; }
 
   // The entries found, for explaining (null when none).
-  const Entry* user_entry() const noexcept { return has_user_ ? &user_ : nullptr; }
-  const Entry* domain_entry() const noexcept { return has_domain_ ? &domain_ : nullptr; }
+  const Entry* user_entry() const noexcept { return has_user_ ? &user_.entry : nullptr; }
+  const Entry* domain_entry() const noexcept { return has_domain_ ? &domain_.entry : nullptr; }
   const Entry* relay_ip_entry() const noexcept { return relay_ip_; }
   // The default entry when it applied to relay limits.
   const Entry* relay_default() const noexcept { return relay_default_; }
@@ -157,8 +172,8 @@ class Lookup {
   friend class LimitsTable;
   void reset() noexcept;
 
-  Entry user_, domain_;
-  Entry ip_[4];  // the most specific IP entry, then ancestors it names
+  Record user_, domain_;
+  Record ip_[4];  // the most specific IP entry, then ancestors it names
   std::size_t ip_count_ = 0;
   bool has_user_ = false, has_domain_ = false;
   const Entry* relay_ip_ = nullptr;
@@ -176,15 +191,20 @@ class Lookup {
 
 class LimitsTable {
  public:
+  enum class Access : std::uint8_t {
+    read,  // pread() per probe: cheapest for a process that looks up a few clients
+    map,   // mmap() the file: cheapest for many lookups in one process
+  };
+
   LimitsTable() = default;
   ~LimitsTable() { close(); }
   LimitsTable(const LimitsTable&) = delete;
   LimitsTable& operator=(const LimitsTable&) = delete;
 
   // Opens and checks the table (format version, index, default entry).
-  TableStatus open(const char* path) noexcept;
+  TableStatus open(const char* path, Access access = Access::read) noexcept;
   // Takes over an open descriptor (closed by close()).
-  TableStatus open_fd(int fd) noexcept;
+  TableStatus open_fd(int fd, Access access = Access::read) noexcept;
   void close() noexcept;
 
   TableStatus status() const noexcept { return status_; }
@@ -197,22 +217,34 @@ class LimitsTable {
 
   // --- lower level, for explaining and tests --------------------------------
   const format::Index& index() const noexcept { return index_; }
-  const Entry* default_entry() const noexcept { return index_.has_default ? &default_ : nullptr; }
+  const Entry* default_entry() const noexcept { return index_.has_default ? &default_.entry : nullptr; }
   // One probe each: 1 found (out set), 0 not found, -1 unreadable record.
-  int find_user(std::string_view lowered_name, Entry& out) noexcept;
-  int find_domain(std::string_view lowered_domain, Entry& out) noexcept;
-  int find_network(const ip::Address& a, unsigned prefix, Entry& out) noexcept;
+  int find_user(std::string_view lowered_name, Record& out) noexcept;
+  int find_domain(std::string_view lowered_domain, Record& out) noexcept;
+  int find_network(const ip::Address& a, unsigned prefix, Record& out) noexcept;
 
  private:
-  int find(std::string_view key, Entry& out) noexcept;
+  int find(std::string_view key, Record& out) noexcept;
+  // The value of `key`: 1 found, 0 not, -1 error. With Access::read it is
+  // copied into `buf` (format::record_max bytes).
+  int get(std::string_view key, char* buf, std::string_view& value) noexcept;
+  int get_read(std::string_view key, char* buf, std::string_view& value) noexcept;
+  // The record at file offset `pos`: its key and value, and where the next
+  // one starts. 1, 0 (no record there), -1 error.
+  int record_at(std::uint32_t pos, char* buf, std::string_view& key, std::string_view& value,
+                std::uint32_t& next) noexcept;
+  bool read_exact(void* buf, std::size_t n, std::uint32_t pos) noexcept;
 
-  struct cdb cdb_ = {};
-  int fd_ = -1;
+  Access access_ = Access::read;
+  struct cdb cdb_ = {};         // Access::map
   bool mapped_ = false;
+  std::uint32_t size_ = 0;      // the file's size
+  std::uint32_t tables_[512] = {};  // Access::read: the cdb header, 256 (position, length) pairs
+  int fd_ = -1;
   TableStatus status_ = TableStatus::closed;
   int errno_ = 0;
   format::Index index_;
-  Entry default_;
+  Record default_;
 };
 
 }  // namespace spamt

@@ -219,6 +219,13 @@ Table compile(const ParsedFile* spamt, const ParsedFile* relaylimits) {
   table.entries.reserve(m.by_key.size());
   for (auto& [key, entry] : m.by_key) table.entries.push_back(std::move(entry));
   link_ancestors(table);
+  for (const CompiledEntry& e : table.entries) {
+    // cannot happen with the syntax's own limits; readers would refuse it
+    if (format::encode_entry(e.view()).size() > format::record_max) {
+      std::string where = !e.relay_origin.empty() ? e.relay_origin : !e.teergrube_origin.empty() ? e.teergrube_origin : e.authfail_origin;
+      table.diagnostics.push_back(Diagnostic{where, e.identity_text + ": the entry is too large for the table", false});
+    }
+  }
   return table;
 }
 

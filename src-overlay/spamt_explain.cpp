@@ -84,23 +84,24 @@ bool explain(LimitsTable& table, std::string_view ip_text, std::string_view user
   // every entry that matches
   out += "matching entries:\n";
   std::size_t matches = 0;
-  Entry e;
+  Record found;  // big: one at a time
+  const Entry& e = found.entry;
   std::string lowered(user);
   for (char& c : lowered)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  if (!lowered.empty() && table.find_user(lowered, e) == 1) {
+  if (!lowered.empty() && table.find_user(lowered, found) == 1) {
     out += "  " + who(e) + ": " + aspects(e) + "\n";
     ++matches;
   }
   std::size_t at = lowered.rfind('@');
-  if (at != std::string::npos && at + 1 < lowered.size() && table.find_domain(lowered.substr(at + 1), e) == 1) {
+  if (at != std::string::npos && at + 1 < lowered.size() && table.find_domain(lowered.substr(at + 1), found) == 1) {
     out += "  " + who(e) + ": " + aspects(e) + "\n";
     ++matches;
   }
   const format::PrefixSet* sets = addr->family == ip::Family::v4 ? table.index().v4 : table.index().v6;
   const format::PrefixSet all = sets[format::relay] | sets[format::teergrube] | sets[format::authfail];
   for (int p = static_cast<int>(addr->bits()); p >= 0; --p) {
-    if (!all.has(static_cast<unsigned>(p)) || table.find_network(*addr, static_cast<unsigned>(p), e) != 1) continue;
+    if (!all.has(static_cast<unsigned>(p)) || table.find_network(*addr, static_cast<unsigned>(p), found) != 1) continue;
     out += "  " + who(e) + ": " + aspects(e) + "\n";
     ++matches;
     auto note = [&out, &e](bool has, const Entry* used, std::string_view what) {

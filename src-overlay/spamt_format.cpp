@@ -11,11 +11,14 @@
 //  13  u8   address family: 0 (user, domain, default), 4 or 6
 //  14  u8   network prefix        15  u8  zero
 //  16  u32  st, stmax, strcpt, tg (16 bytes)
-//  32  [16] address, only when the family is 4 or 6
-//  48  [4]  ancestor prefix lengths (Entry::ancestors), only with an address
+//  32  7 x u16 string lengths: identity, budget key, tgtext, group, relay
+//           origin, teergrube origin, authfail origin   46 u16 zero
+//  48  [16] address, only when the family is 4 or 6
+//  64  [4]  ancestor prefix lengths (Entry::ancestors), only with an address
 //      windows: rcpt, msg, authfail, 8 bytes each (u32 limit, u32 seconds)
-//      strings, each u16 length + bytes: identity, budget key, tgtext, group,
-//      relay origin, teergrube origin, authfail origin
+//      the strings' bytes, in the order of their lengths
+// The lengths come first so that decoding touches no string byte: a lookup
+// reads the record's first cache lines only.
 // Index record:
 //   0  u32  entries  4 u8 flags: 1 default, 2 users, 4 domains
 //   5  u8   zero                 6 u16 zero
@@ -28,7 +31,7 @@ namespace spamt::format {
 
 namespace {
 
-constexpr std::size_t header_size = 32;
+constexpr std::size_t header_size = 48;
 constexpr std::size_t index_size = 8 + 2 * 3 * 3 * 8;
 
 void put8(std::string& s, unsigned v) { s += static_cast<char>(v & 0xff); }
@@ -43,10 +46,6 @@ void put32(std::string& s, std::uint32_t v) {
 void put64(std::string& s, std::uint64_t v) {
   put32(s, static_cast<std::uint32_t>(v));
   put32(s, static_cast<std::uint32_t>(v >> 32));
-}
-void put_string(std::string& s, std::string_view v) {
-  put16(s, static_cast<unsigned>(v.size()));
-  s.append(v.data(), v.size());
 }
 
 // A bounds-checked little-endian reader over a record.
@@ -81,8 +80,7 @@ struct Reader {
     std::uint64_t lo = u32();
     return lo | static_cast<std::uint64_t>(u32()) << 32;
   }
-  std::string_view string() noexcept {
-    std::size_t n = u16();
+  std::string_view string(std::size_t n) noexcept {
     if (!need(n)) return {};
     std::string_view v(reinterpret_cast<const char*>(p), n);
     p += n;
@@ -210,6 +208,15 @@ std::string encode_entry(const Entry& e) {
   put32(s, tg.stmax_ms);
   put32(s, tg.strcpt);
   put32(s, tg.tg_seconds);
+  const std::string_view strings[7] = {e.identity,
+                                       e.budget_key,
+                                       e.has_teergrube ? e.tgtext : std::string_view(),
+                                       e.has_teergrube ? e.group : std::string_view(),
+                                       e.has_relay ? e.relay_origin : std::string_view(),
+                                       e.has_teergrube ? e.teergrube_origin : std::string_view(),
+                                       e.has_authfail ? e.authfail_origin : std::string_view()};
+  for (std::string_view v : strings) put16(s, static_cast<unsigned>(v.size() < 0xffff ? v.size() : 0xffff));
+  put16(s, 0);
   if (ip_kind) {
     ip::Address m = ip::masked(e.network.address, e.network.prefix);
     s.append(reinterpret_cast<const char*>(m.bytes), 16);
@@ -218,13 +225,7 @@ std::string encode_entry(const Entry& e) {
   put_windows(s, rcpt);
   put_windows(s, msg);
   put_windows(s, authfail);
-  put_string(s, e.identity);
-  put_string(s, e.budget_key);
-  put_string(s, e.has_teergrube ? e.tgtext : std::string_view());
-  put_string(s, e.has_teergrube ? e.group : std::string_view());
-  put_string(s, e.has_relay ? e.relay_origin : std::string_view());
-  put_string(s, e.has_teergrube ? e.teergrube_origin : std::string_view());
-  put_string(s, e.has_authfail ? e.authfail_origin : std::string_view());
+  for (std::string_view v : strings) s.append(v.data(), v.size() < 0xffff ? v.size() : 0xffff);
   return s;
 }
 
@@ -273,6 +274,9 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
   out.teergrube.stmax_ms = r.u32();
   out.teergrube.strcpt = r.u32();
   out.teergrube.tg_seconds = r.u32();
+  unsigned lengths[7];
+  for (unsigned& n : lengths) n = r.u16();
+  if (r.u16() != 0) return false;
   if (!out.has_teergrube && (out.teergrube.st_ms | out.teergrube.stmax_ms | out.teergrube.strcpt |
                              out.teergrube.tg_seconds) != 0)
     return false;
@@ -305,13 +309,13 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
   if (!read_windows(r, rcpt_count, out.relay.rcpt)) return false;
   if (!read_windows(r, msg_count, out.relay.msg)) return false;
   if (!read_windows(r, authfail_count, out.authfail)) return false;
-  out.identity = r.string();
-  out.budget_key = r.string();
-  out.tgtext = r.string();
-  out.group = r.string();
-  out.relay_origin = r.string();
-  out.teergrube_origin = r.string();
-  out.authfail_origin = r.string();
+  out.identity = r.string(lengths[0]);
+  out.budget_key = r.string(lengths[1]);
+  out.tgtext = r.string(lengths[2]);
+  out.group = r.string(lengths[3]);
+  out.relay_origin = r.string(lengths[4]);
+  out.teergrube_origin = r.string(lengths[5]);
+  out.authfail_origin = r.string(lengths[6]);
   if (!r.ok || r.left != 0) return false;
   if (out.identity.empty()) return false;
   if ((out.kind == Kind::fallback) != out.budget_key.empty()) return false;

@@ -73,6 +73,10 @@ constexpr std::string_view default_key = "!default";
 // The longest key: "u:" and a name of name_max bytes.
 constexpr std::size_t key_max = 2 + name_max;
 
+// The largest record value (qmail-newspamt refuses to write a larger one;
+// a reader treats one as corrupt). The largest possible is about 1.2 KB.
+constexpr std::size_t record_max = 2048;
+
 // "u:" + name; "d:" + domain. `name` must already be in lower case and at
 // most name_max bytes. Return the key length.
 std::size_t user_key(std::string_view name, char* out) noexcept;

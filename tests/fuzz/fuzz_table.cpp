@@ -1,7 +1,8 @@
 // fuzz_table: libFuzzer target for reading a damaged control/spamt.cdb.
 //
 // A table qmail-newspamt did not write (a disk error, an editor, another
-// program) must be refused or read safely, never misread into a crash. The
+// program) must be refused or read safely, never misread into a crash -
+// with pread() access and with mmap(). The
 // input patches a valid compiled table: its first four bytes give an offset
 // into the file, the rest overwrites the bytes there. An input starting
 // with "RAW!" is taken as the whole file instead. Then the table is opened
@@ -61,28 +62,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (std::size_t i = 4; i < size && offset + (i - 4) < file.size(); ++i) file[offset + (i - 4)] = static_cast<char>(data[i]);
     }
   }
-  int fd = memfd_create("fuzz", MFD_CLOEXEC);
-  if (fd < 0) return 0;
-  if (write(fd, file.data(), file.size()) != static_cast<ssize_t>(file.size())) {
-    close(fd);
-    return 0;
-  }
-  spamt::LimitsTable table;
-  if (table.open_fd(fd) != spamt::TableStatus::ok) return 0;
-  spamt::Lookup l;
-  std::string out;
-  static constexpr const char* clients[][2] = {
-      {"192.0.2.7", "alice@example.com"}, {"192.0.2.9", ""},         {"2001:db8:1:2::3", "bob@example.com"},
-      {"10.1.2.3", "postmaster"},         {"198.51.100.1", ""},      {"::ffff:192.0.2.200", "Alice@Example.COM"},
-  };
-  for (const auto& c : clients) {
-    if (table.lookup(c[0], c[1], l) == spamt::LookupStatus::ok) {
-      for (const spamt::Budget& b : l.relay()) {
-        if (b.rcpt == nullptr || b.msg == nullptr || b.rcpt->count > spamt::max_windows) __builtin_trap();
-      }
-      if (l.authfail().windows == nullptr) __builtin_trap();
+  for (auto access : {spamt::LimitsTable::Access::read, spamt::LimitsTable::Access::map}) {
+    int fd = memfd_create("fuzz", MFD_CLOEXEC);
+    if (fd < 0) return 0;
+    if (write(fd, file.data(), file.size()) != static_cast<ssize_t>(file.size())) {
+      close(fd);
+      return 0;
     }
-    spamt::explain(table, c[0], c[1], out);
+    static spamt::LimitsTable table;
+    if (table.open_fd(fd, access) != spamt::TableStatus::ok) continue;
+    static spamt::Lookup l;
+    std::string out;
+    static constexpr const char* clients[][2] = {
+        {"192.0.2.7", "alice@example.com"}, {"192.0.2.9", ""},    {"2001:db8:1:2::3", "bob@example.com"},
+        {"10.1.2.3", "postmaster"},         {"198.51.100.1", ""}, {"::ffff:192.0.2.200", "Alice@Example.COM"},
+    };
+    for (const auto& c : clients) {
+      if (table.lookup(c[0], c[1], l) == spamt::LookupStatus::ok) {
+        for (const spamt::Budget& b : l.relay()) {
+          if (b.rcpt == nullptr || b.msg == nullptr || b.rcpt->count > spamt::max_windows) __builtin_trap();
+        }
+        if (l.authfail().windows == nullptr) __builtin_trap();
+      }
+      spamt::explain(table, c[0], c[1], out);
+    }
+    table.close();
   }
   return 0;
 }

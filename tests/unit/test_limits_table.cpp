@@ -18,7 +18,9 @@ using namespace spamt;
 using spamt_test::build;
 using spamt_test::str;
 
-// Counts allocations, to prove that a lookup makes none.
+// Counts allocations, to prove that a lookup makes none. (GCC cannot tell
+// that these replacements pair malloc with free.)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 namespace {
 std::size_t allocations = 0;
 }
@@ -66,18 +68,33 @@ std::string raw_cdb(std::initializer_list<std::pair<std::string, std::string>> r
   return bytes;
 }
 
-TableStatus open_bytes(LimitsTable& t, const std::string& bytes) { return t.open_fd(spamt_test::memfd_with(bytes)); }
+TableStatus open_bytes(LimitsTable& t, const std::string& bytes) {
+  return t.open_fd(spamt_test::memfd_with(bytes), spamt_test::access);
+}
 
 }  // namespace
 
+// Every test of the reader runs with pread() access and with mmap().
+class LimitsTableAccess : public ::testing::TestWithParam<LimitsTable::Access> {
+ protected:
+  void SetUp() override { spamt_test::access = GetParam(); }
+  void TearDown() override { spamt_test::access = LimitsTable::Access::read; }
+};
+
+INSTANTIATE_TEST_SUITE_P(LimitsTable, LimitsTableAccess,
+                         ::testing::Values(LimitsTable::Access::read, LimitsTable::Access::map),
+                         [](const ::testing::TestParamInfo<LimitsTable::Access>& i) {
+                           return i.param == LimitsTable::Access::read ? "read" : "map";
+                         });
+
 // ---- opening ----------------------------------------------------------------
 
-TEST(LimitsTable, OpenStatuses) {
+TEST_P(LimitsTableAccess, OpenStatuses) {
   LimitsTable t;
   EXPECT_EQ(t.status(), TableStatus::closed);
   Lookup l;
   EXPECT_EQ(t.lookup("192.0.2.7", "", l), LookupStatus::not_open);
-  EXPECT_EQ(t.open("/nonexistent/spamt.cdb"), TableStatus::missing);
+  EXPECT_EQ(t.open("/nonexistent/spamt.cdb", spamt_test::access), TableStatus::missing);
   {
     // a descriptor that cannot be mapped for reading
     char path[] = "/tmp/spamt-test-XXXXXX";
@@ -85,7 +102,7 @@ TEST(LimitsTable, OpenStatuses) {
     ASSERT_GE(fd, 0);
     ASSERT_EQ(write(fd, std::string(4096, 'x').data(), 4096), 4096);
     close(fd);
-    EXPECT_EQ(t.open_fd(::open(path, O_WRONLY)), TableStatus::unreadable);
+    EXPECT_EQ(t.open_fd(::open(path, O_WRONLY), spamt_test::access), TableStatus::unreadable);
     EXPECT_NE(t.error(), 0);
     unlink(path);
   }
@@ -112,7 +129,7 @@ TEST(LimitsTable, OpenStatuses) {
   EXPECT_EQ(t.status(), TableStatus::closed);
 }
 
-TEST(LimitsTable, CorruptRecordIsReportedNotMisread) {
+TEST_P(LimitsTableAccess, CorruptRecordIsReportedNotMisread) {
   format::Index ix;
   ix.v4[format::relay].add(32);
   ix.has_users = true;
@@ -130,7 +147,7 @@ TEST(LimitsTable, CorruptRecordIsReportedNotMisread) {
   EXPECT_EQ(t.lookup("192.0.2.8", "bob", l), LookupStatus::ok);
 }
 
-TEST(LimitsTable, BadInput) {
+TEST_P(LimitsTableAccess, BadInput) {
   auto b = build("default rcpt=10/1d\n");
   Lookup l;
   EXPECT_EQ(b->table.lookup("not-an-ip", "", l), LookupStatus::bad_address);
@@ -141,7 +158,7 @@ TEST(LimitsTable, BadInput) {
 
 // ---- relay limits -----------------------------------------------------------
 
-TEST(LimitsTable, UserDomainAndIpApplyAtOnce) {
+TEST_P(LimitsTableAccess, UserDomainAndIpApplyAtOnce) {
   auto b = build(
       "alice@example.com rcpt=100/1h\n"
       "@example.com rcpt=5000/1d\n"
@@ -160,7 +177,7 @@ TEST(LimitsTable, UserDomainAndIpApplyAtOnce) {
   EXPECT_EQ(look(b->table, "2001:db8:1:2:3:4:5:6"), (V{"default n:2001:db8:1:2::/64 rcpt=10/1d msg=0 451"}));
 }
 
-TEST(LimitsTable, DefaultIsReplacedWhetherLowerOrHigher) {
+TEST_P(LimitsTableAccess, DefaultIsReplacedWhetherLowerOrHigher) {
   // rcptcheck-overlimit's own example: ":1000" with "1.2.3.4:3000" gives that IP 3000
   auto b = build("", ":1000\n1.2.3.4:3000\n5.6.7.8:10\nbig@example.com:0\n");
   EXPECT_EQ(look(b->table, "1.2.3.4"), (V{"address a:1.2.3.4 rcpt=3000/1d msg=0 421"}));
@@ -170,7 +187,7 @@ TEST(LimitsTable, DefaultIsReplacedWhetherLowerOrHigher) {
   EXPECT_EQ(look(b->table, "9.9.9.9", "big@example.com"), (V{"user u:big@example.com rcpt=0 msg=0 421"}));
 }
 
-TEST(LimitsTable, RelaylimitsKeysMatchExactly) {
+TEST_P(LimitsTableAccess, RelaylimitsKeysMatchExactly) {
   // the script's grep matched substrings: these two were its bugs
   auto b = build("", ":1000\ntestinfo@example.com:5\n11.2.3.4:1\n");
   EXPECT_EQ(look(b->table, "9.9.9.9", "info@example.com"), (V{"default u:info@example.com rcpt=1000/1d msg=0 421"}));
@@ -179,7 +196,7 @@ TEST(LimitsTable, RelaylimitsKeysMatchExactly) {
   EXPECT_EQ(look(b->table, "9.9.9.9", "testinfo@example.com"), (V{"user u:testinfo@example.com rcpt=5/1d msg=0 421"}));
 }
 
-TEST(LimitsTable, RelaylimitsIpLinesAreForUnauthenticatedClients) {
+TEST_P(LimitsTableAccess, RelaylimitsIpLinesAreForUnauthenticatedClients) {
   // rcptcheck-overlimit keyed on SMTPAUTHUSER when set, else on the IP
   auto b = build("", ":1000\n1.2.3.4:3000\nalice@example.com:50\n");
   EXPECT_EQ(look(b->table, "1.2.3.4", "alice@example.com"), (V{"user u:alice@example.com rcpt=50/1d msg=0 421"}));
@@ -187,7 +204,7 @@ TEST(LimitsTable, RelaylimitsIpLinesAreForUnauthenticatedClients) {
   EXPECT_EQ(look(b->table, "1.2.3.4"), (V{"address a:1.2.3.4 rcpt=3000/1d msg=0 421"}));
 }
 
-TEST(LimitsTable, UnauthenticatedFallsBackToLessSpecific) {
+TEST_P(LimitsTableAccess, UnauthenticatedFallsBackToLessSpecific) {
   auto b = build(
       "192.0.2.7 rcpt=5/1h unauthenticated\n"
       "192.0.2.0/24 rcpt=50/1h\n");
@@ -195,7 +212,7 @@ TEST(LimitsTable, UnauthenticatedFallsBackToLessSpecific) {
   EXPECT_EQ(look(b->table, "192.0.2.7", "alice@example.com"), (V{"network n:192.0.2.0/24 rcpt=50/1h msg=0 451"}));
 }
 
-TEST(LimitsTable, LongestPrefixWinsIPv4) {
+TEST_P(LimitsTableAccess, LongestPrefixWinsIPv4) {
   auto b = build(
       "10.0.0.0/8 rcpt=8/1h\n"
       "10.1.0.0/16 rcpt=16/1h\n"
@@ -213,7 +230,7 @@ TEST(LimitsTable, LongestPrefixWinsIPv4) {
   EXPECT_TRUE(look(b->table, "2001:db8::1").empty());  // IPv4 entries never match IPv6 clients
 }
 
-TEST(LimitsTable, LongestPrefixWinsIPv6) {
+TEST_P(LimitsTableAccess, LongestPrefixWinsIPv6) {
   auto b = build(
       "2001:db8::/32 rcpt=32/1h\n"
       "2001:db8:1::/48 rcpt=48/1h\n"
@@ -228,7 +245,7 @@ TEST(LimitsTable, LongestPrefixWinsIPv6) {
   EXPECT_TRUE(look(b->table, "192.0.2.1").empty());
 }
 
-TEST(LimitsTable, EachGivesEveryClientOfTheBlockItsOwnBudget) {
+TEST_P(LimitsTableAccess, EachGivesEveryClientOfTheBlockItsOwnBudget) {
   auto b = build(
       "192.0.2.0/24 rcpt=10/1h each\n"
       "2001:db8::/32 rcpt=10/1h each\n");
@@ -239,7 +256,7 @@ TEST(LimitsTable, EachGivesEveryClientOfTheBlockItsOwnBudget) {
   EXPECT_EQ(look(b->table, "2001:db8:5:6::2"), (V{"network n:2001:db8:5:6::/64 rcpt=10/1h msg=0 451"}));
 }
 
-TEST(LimitsTable, ExemptWins) {
+TEST_P(LimitsTableAccess, ExemptWins) {
   auto b = build(
       "alice@example.com rcpt=100/1h\n"
       "vip@example.com exempt\n"
@@ -265,7 +282,7 @@ TEST(LimitsTable, ExemptWins) {
   EXPECT_EQ(budgets(l), (V{"network n:10.9.0.0/16 rcpt=5/1h msg=0 451"}));
 }
 
-TEST(LimitsTable, NamesAreCaseInsensitive) {
+TEST_P(LimitsTableAccess, NamesAreCaseInsensitive) {
   auto b = build(
       "Alice@Example.COM rcpt=100/1h\n"
       "@EXAMPLE.org rcpt=7/1h\n");
@@ -273,7 +290,7 @@ TEST(LimitsTable, NamesAreCaseInsensitive) {
   EXPECT_EQ(look(b->table, "192.0.2.1", "Bob@Example.Org"), (V{"domain d:example.org rcpt=7/1h msg=0 451"}));
 }
 
-TEST(LimitsTable, BareLoginsAndOddUsers) {
+TEST_P(LimitsTableAccess, BareLoginsAndOddUsers) {
   auto b = build(
       "user:postmaster rcpt=3/1h\n"
       "@example.com rcpt=9/1h\n"
@@ -283,7 +300,7 @@ TEST(LimitsTable, BareLoginsAndOddUsers) {
   EXPECT_EQ(look(b->table, "192.0.2.1", "x@y@example.com"), (V{"domain d:example.com rcpt=9/1h msg=0 451"}));
 }
 
-TEST(LimitsTable, RelayIgnoresEntriesWithoutRelaySettings) {
+TEST_P(LimitsTableAccess, RelayIgnoresEntriesWithoutRelaySettings) {
   auto b = build(
       "192.0.2.0/24 st=2000 authfail=3/1h\n"
       "default rcpt=10/1d\n");
@@ -293,7 +310,7 @@ TEST(LimitsTable, RelayIgnoresEntriesWithoutRelaySettings) {
 
 // ---- teergrube --------------------------------------------------------------
 
-TEST(LimitsTable, TeergrubeInheritsFromDefaultThenBuiltIn) {
+TEST_P(LimitsTableAccess, TeergrubeInheritsFromDefaultThenBuiltIn) {
   auto b = build(
       "default st=1500 stmax=120000 tg=5 tgtext=\"slow down\"\n"
       "192.0.2.0/24 st=3000 flush=yes\n"
@@ -327,7 +344,7 @@ TEST(LimitsTable, TeergrubeInheritsFromDefaultThenBuiltIn) {
   EXPECT_EQ(l.teergrube().state_key, "a:192.0.2.7");
 }
 
-TEST(LimitsTable, TeergrubeStateSharing) {
+TEST_P(LimitsTableAccess, TeergrubeStateSharing) {
   auto b = build(
       "default st=1000 group=public\n"
       "192.0.2.0/24 prefix4=24\n"
@@ -356,7 +373,7 @@ TEST(LimitsTable, TeergrubeStateSharing) {
   EXPECT_EQ(str(l.teergrube().state_key), "n:0.0.0.0/0");
 }
 
-TEST(LimitsTable, SpamthrottleFileMeansWhatItMeant) {
+TEST_P(LimitsTableAccess, SpamthrottleFileMeansWhatItMeant) {
   // spamthrottle's qmail-spamt(5) example. Its text says 192.168.2.1 falls to
   // the default, but its code matched the first 16 bits of 192.168.1.0/16:
   // the code is what ran, so that is what the line means.
@@ -392,7 +409,7 @@ TEST(LimitsTable, SpamthrottleFileMeansWhatItMeant) {
   EXPECT_TRUE(l.relay().empty());  // spamthrottle lines limit no relaying
 }
 
-TEST(LimitsTable, SpamthrottleDirForms) {
+TEST_P(LimitsTableAccess, SpamthrottleDirForms) {
   auto b = build(
       ":/24:1000::::::\n"
       "10.1.0.0/16:/32:::::::\n"
@@ -414,7 +431,7 @@ TEST(LimitsTable, SpamthrottleDirForms) {
 
 // ---- authfail ---------------------------------------------------------------
 
-TEST(LimitsTable, AuthfailPerClientAddress) {
+TEST_P(LimitsTableAccess, AuthfailPerClientAddress) {
   auto b = build(
       "default authfail=5/10m\n"
       "192.0.2.0/24 authfail=2/1h\n"
@@ -441,7 +458,7 @@ TEST(LimitsTable, AuthfailPerClientAddress) {
 
 // ---- cost -------------------------------------------------------------------
 
-TEST(LimitsTable, LookupAllocatesNothing) {
+TEST_P(LimitsTableAccess, LookupAllocatesNothing) {
   auto b = build(
       "alice@example.com rcpt=100/1h\n"
       "@example.com rcpt=5000/1d\n"
@@ -458,7 +475,7 @@ TEST(LimitsTable, LookupAllocatesNothing) {
   EXPECT_EQ(allocations, before);
 }
 
-TEST(LimitsTable, MixedFileKeepsEachLinesMeaning) {
+TEST_P(LimitsTableAccess, MixedFileKeepsEachLinesMeaning) {
   // spamthrottle lines keep their /16, native lines their /32, in one file
   auto b = build(
       "default st=1000\n"
@@ -478,7 +495,7 @@ TEST(LimitsTable, MixedFileKeepsEachLinesMeaning) {
   EXPECT_EQ(str(l.teergrube().state_key), "a:192.0.2.3");
 }
 
-TEST(LimitsTable, EachKindOfSettingComesFromItsOwnMostSpecificEntry) {
+TEST_P(LimitsTableAccess, EachKindOfSettingComesFromItsOwnMostSpecificEntry) {
   auto b = build(
       "10.0.0.0/7 rcpt=7/1h authfail=7/1h\n"
       "10.0.0.0/8 rcpt=8/1h unauthenticated st=8\n"
@@ -500,7 +517,7 @@ TEST(LimitsTable, EachKindOfSettingComesFromItsOwnMostSpecificEntry) {
   EXPECT_EQ(l.authfail().entry->identity, "10.0.0.0/7");
 }
 
-TEST(LimitsTable, AnAncestorThatIsNotThereIsCorrupt) {
+TEST_P(LimitsTableAccess, AnAncestorThatIsNotThereIsCorrupt) {
   // a record that claims a /8 ancestor with relay limits the table lacks
   spamt::Table t = spamt_test::compile_text("10.1.2.3 st=1\n");
   t.entries[0].ancestors[format::up_relay] = 8;
@@ -516,4 +533,38 @@ TEST(LimitsTable, AnAncestorThatIsNotThereIsCorrupt) {
   Lookup l;
   EXPECT_EQ(table.lookup("10.1.2.3", "", l), LookupStatus::corrupt);
   EXPECT_EQ(table.lookup("10.1.2.4", "", l), LookupStatus::ok);
+}
+
+TEST_P(LimitsTableAccess, EveryEntryOfABigTableIsFound) {
+  // enough entries for hash collisions and probe runs that wrap around
+  std::string text = "default rcpt=1/1d\n";
+  for (int i = 0; i < 3000; ++i) text += "user" + std::to_string(i) + "@example.com rcpt=" + std::to_string(i + 1) + "/1h\n";
+  for (int i = 0; i < 2000; ++i)
+    text += "10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".0/24 rcpt=" + std::to_string(i + 1) + "/1d\n";
+  auto b = build(text);
+  Lookup l;
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_EQ(b->table.lookup("192.0.2.1", "user" + std::to_string(i) + "@example.com", l), LookupStatus::ok);
+    ASSERT_EQ(l.relay().size(), 1u);
+    ASSERT_EQ(l.relay()[0].rcpt->at[0].limit, static_cast<std::uint32_t>(i + 1)) << i;
+  }
+  for (int i = 0; i < 2000; ++i) {
+    std::string ip = "10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".77";
+    ASSERT_EQ(b->table.lookup(ip, "", l), LookupStatus::ok);
+    ASSERT_EQ(l.relay()[0].rcpt->at[0].limit, static_cast<std::uint32_t>(i + 1)) << ip;
+  }
+  ASSERT_EQ(b->table.lookup("10.9.9.9", "nobody@example.com", l), LookupStatus::ok);
+  EXPECT_EQ(l.relay()[0].kind, Kind::fallback);
+}
+
+TEST_P(LimitsTableAccess, LargeRecordsAreReadWhole) {
+  // a record longer than the first read (512 bytes): long names and texts
+  Lookup l;
+  auto c = build("user:" + std::string(255, 'v') + " rcpt=1/1s,2/1m,3/1h,4/1d msg=1/1s,2/1m,3/1h,4/1d\n"
+                 "default st=1 tgtext=\"" + std::string(200, 't') + "\" group=" + std::string(64, 'g') + " authfail=1/1s,2/1m,3/1h,4/1d\n");
+  ASSERT_EQ(c->table.lookup("192.0.2.1", std::string(255, 'V'), l), LookupStatus::ok);
+  ASSERT_EQ(l.relay().size(), 1u);
+  EXPECT_EQ(l.relay()[0].key, "u:" + std::string(255, 'v'));
+  EXPECT_EQ(l.relay()[0].msg->count, 4);
+  EXPECT_EQ(l.teergrube().text, std::string(200, 't'));
 }

@@ -198,10 +198,11 @@ TEST(SpamtFormat, ExplicitLittleEndian) {
   EXPECT_EQ(byte(14), 24u);                 // prefix
   EXPECT_EQ(byte(16), 0u);                  // st = 65536 = 00 00 01 00
   EXPECT_EQ(byte(18), 1u);
-  EXPECT_EQ(byte(32), 192u);  // address
-  EXPECT_EQ(byte(48), 255u);  // no ancestors
-  EXPECT_EQ(byte(52), 2u);    // first rcpt window: 258 = 02 01 00 00
-  EXPECT_EQ(byte(53), 1u);
+  EXPECT_EQ(byte(32) | byte(33) << 8, 12u);  // length of "192.0.2.0/24"
+  EXPECT_EQ(byte(48), 192u);  // address
+  EXPECT_EQ(byte(64), 255u);  // no ancestors
+  EXPECT_EQ(byte(68), 2u);    // first rcpt window: 258 = 02 01 00 00
+  EXPECT_EQ(byte(69), 1u);
   std::string ix = format::encode_index(t.index());
   EXPECT_EQ(ix.substr(0, 4), std::string("\x01\x00\x00\x00", 4));  // one entry
   // IPv4 relay prefix set: bit 24 of the first u64 = byte 3 of it, value 1
@@ -235,7 +236,9 @@ TEST(SpamtFormat, RejectsEveryTruncationAndBadFields) {
   EXPECT_FALSE(mutated(13, 5));    // family
   EXPECT_FALSE(mutated(14, 33));   // network prefix
   EXPECT_FALSE(mutated(15, 1));    // reserved
-  EXPECT_FALSE(mutated(32 + 3, 1));  // host bits set in 192.0.2.0/24
+  EXPECT_FALSE(mutated(48 + 3, 1));  // host bits set in 192.0.2.0/24
+  EXPECT_FALSE(mutated(46, 1));      // reserved
+  EXPECT_FALSE(mutated(32, 40));     // a string length beyond the record
   format::Index ix;
   EXPECT_FALSE(format::decode_index("short", ix));
   std::string good = format::encode_index(t.index());

@@ -56,6 +56,9 @@ def demo(d):
     print("\n  and an IPv6 client of 2001:db8::/32 that did not authenticate?")
     newspamt("-x", "2001:db8:1:2::3")
 
+    print("\n  and a client of the block from the spamthrottle line?")
+    newspamt("-x", "203.0.113.5")
+
     print("\n  a mistake is reported by line, and the table in use is kept:")
     d.control.write("spamt", SPAMT + "192.0.2.7/24 rcpt=10\nbob@example.com rcpt=5/1h\n")
     newspamt()

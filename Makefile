@@ -2,6 +2,7 @@
 #
 #   make                  build the patched qmail in build/netqmail-1.06
 #   make test             unit tests, fuzz smoke run, SMTP tests on a throwaway qmail
+#   make fuzz             build the libFuzzer targets (make fuzz-smoke runs them briefly)
 #   make install          install into QMAIL_HOME like qmail's "make setup check"
 #   make stock            build unpatched netqmail-1.06 in build/stock/netqmail-1.06
 #   make demo             a scripted SMTP session against a throwaway installation
@@ -40,7 +41,7 @@ BENCH_STOCK_TREE := $(BENCH_STOCK)/netqmail-1.06
 PATCHES := $(shell sed -e 's/[[:space:]]*\#.*//' -e '/^[[:space:]]*$$/d' patches/series)
 SUBMAKE := $(MAKE) --no-print-directory -j$(JOBS)
 
-.PHONY: all build stock install test unit smtp-test fuzz-smoke test-install fortify-tree \
+.PHONY: all build stock install test unit smtp-test fuzz fuzz-smoke test-install fortify-tree \
 	bench-stock-install demo bench clean distclean
 
 all: build
@@ -137,14 +138,42 @@ $(UNIT)/unit-tests: $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(OVERLAY_UNIT_C_OBJS) $(wi
 unit: $(UNIT)/unit-tests
 	$(UNIT)/unit-tests --gtest_brief=1
 
+# libFuzzer targets on the limits table (tests/fuzz): `make fuzz` builds
+# them, `make fuzz-smoke` (part of make test) runs each for FUZZ_SECONDS.
+# The growing corpus stays in build/fuzz; tests/fuzz/corpus holds the seeds.
+FUZZ := $(B)/fuzz
+FUZZ_SECONDS ?= 12
+FUZZ_TARGETS := fuzz_spamt fuzz_table
+SPAMT_LIB_SRCS := $(addprefix src-overlay/,ip_address.cpp spamt_settings.cpp spamt_syntax.cpp \
+	spamt_format.cpp spamt_compile.cpp limits_table.cpp spamt_explain.cpp)
+CXXFLAGS_FUZZ := -std=c++20 -g -O1 -fno-exceptions -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -Isrc-overlay
+
+$(FUZZ)/%: tests/fuzz/%.cpp $(SPAMT_LIB_SRCS) $(wildcard src-overlay/*.h)
+	@mkdir -p $(FUZZ)
+	clang++ $(CXXFLAGS_FUZZ) -o $@ $< $(SPAMT_LIB_SRCS) -lcdb
+
+fuzz: $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
+
+fuzz-smoke: fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  c=$${t#fuzz_}; mkdir -p $(FUZZ)/corpus-$$c; \
+	  echo "fuzz-smoke: $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ)/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -dict=tests/fuzz/spamt.dict -artifact_prefix=$(FUZZ)/$$t- \
+	    $(FUZZ)/corpus-$$c tests/fuzz/corpus/$$c 2>$(FUZZ)/$$t.log \
+	  || { tail -n 40 $(FUZZ)/$$t.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units|^Done' $(FUZZ)/$$t.log || true; \
+	done
+
 QT_ENV := QT_TOP='$(TOP)' QT_HOME='$(TEST_HOME)' QT_TREE='$(TEST_TREE)' QT_STOCK='$(TEST_STOCK)' \
 	QT_FORTIFY='$(FORTIFY_TREE)' QT_BENCH_STOCK_HOME='$(BENCH_STOCK_HOME)' \
 	NETQMAIL_TARBALL='$(abspath $(NETQMAIL_TARBALL))'
 
 smtp-test: test-install fortify-tree
-	$(QT_ENV) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/pipeline tests/smtp
+	$(QT_ENV) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/pipeline tests/smtp tests/tools
 
-test: build unit smtp-test
+test: build unit fuzz-smoke smtp-test
 
 # ---- demo and benchmarks ----------------------------------------------------
 demo: test-install
@@ -154,7 +183,7 @@ bench: test-install bench-stock-install
 	$(QT_ENV) /usr/bin/python3 bench/run $(BENCH)
 
 clean:
-	rm -rf $(B)/netqmail-1.06 $(B)/stock $(B)/test $(B)/unit $(B)/quilt
+	rm -rf $(B)/netqmail-1.06 $(B)/stock $(B)/test $(B)/unit $(B)/quilt $(B)/fuzz
 
 distclean:
 	rm -rf $(B)

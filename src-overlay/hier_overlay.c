@@ -9,8 +9,14 @@ extern void c();
 
 void hier_overlay()
 {
+  c(auto_qmail,"bin","qmail-newspamt",auto_uido,auto_gidq,0755);
+
+  c(auto_qmail,"man/man5","spamt.5",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/cat5","spamt.0",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/man7","qmail-throttle.7",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/cat7","qmail-throttle.0",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/man7","qmail-concurrency.7",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/cat7","qmail-concurrency.0",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/man8","qmail-newspamt.8",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/cat8","qmail-newspamt.0",auto_uido,auto_gidq,0644);
 }

@@ -108,6 +108,7 @@ int Lock::open(int dirfd, const char* name, std::uint32_t timeout_ms) noexcept {
       pthread_mutexattr_init(&attr);
       pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
       pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+      pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);  // relocking fails at once
       rc = pthread_mutex_init(&s->mutex, &attr);
       pthread_mutexattr_destroy(&attr);
       if (rc == 0) {

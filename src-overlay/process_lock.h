@@ -26,7 +26,7 @@ enum class Outcome : std::uint8_t {
   locked,           // we hold it
   recovered,        // we hold it; its previous holder died holding it
   timed_out,        // still held by another process after the timeout
-  failed,           // anything else (errno in Lock::error())
+  failed,           // anything else (errno in Lock::error(); EDEADLK: we hold it already)
 };
 
 class Lock {

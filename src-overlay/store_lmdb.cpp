@@ -315,6 +315,13 @@ Result LmdbStore::open_env() {
   }
   if (rc != 0) return fail(classify(rc), "cannot open store " + gen_path + ": " + mdb_strerror(rc));
   ::close(gfd);
+  // LMDB opens data.mdb without O_CLOEXEC: keep it from what qmail-smtpd
+  // runs (qmail-queue, checkpassword).
+  int data_fd = -1;
+  if (mdb_env_get_fd(env_, &data_fd) == 0 && data_fd >= 0) {
+    const int fl = fcntl(data_fd, F_GETFD);
+    if (fl != -1) fcntl(data_fd, F_SETFD, fl | FD_CLOEXEC);
+  }
   note_map_size();
   return {};
 }

@@ -159,3 +159,16 @@ TEST(ProcessLock, MissingDirectoryIsAnError) {
   Lock l;
   EXPECT_EQ(l.open(AT_FDCWD, "/nonexistent-dir-qt/writer.lock", 100), ENOENT);
 }
+
+TEST(ProcessLock, LockingItTwiceFailsAtOnceInsteadOfWaiting) {
+  TempDir t;
+  Dir d(t.path());
+  Lock l;
+  ASSERT_EQ(l.open(d.fd, "writer.lock", 1000), 0);
+  ASSERT_EQ(l.lock(100), Outcome::locked);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(l.lock(5000), Outcome::failed);
+  EXPECT_EQ(l.error(), EDEADLK);
+  EXPECT_LT(ms_since(t0), 1000);
+  l.unlock();
+}

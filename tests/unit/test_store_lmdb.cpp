@@ -3,6 +3,7 @@
 // test_store_lmdb_processes.cpp.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -728,4 +729,46 @@ TEST(StoreLmdb, AProcessWithASmallerMapFollowsOneThatGrewTheFile) {
   const Limit fresh[] = {{{"u:fresh@example.com", "rcpt", DAY}, 100}};
   r = s_small.charge(fresh, 1, T0 + 2, nullptr);
   ASSERT_TRUE(r.ok()) << r.reason;
+}
+
+TEST(StoreLmdb, NoDescriptorOfTheStoreSurvivesExec) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  LmdbStore s(o);
+  Sender who(10, 10, 10);
+  ASSERT_TRUE(s.charge(who.limits, 1, T0, nullptr).accepted);
+  const std::string gen = LmdbStore::generation_path(o);
+  int seen = 0;
+  DIR* fds = opendir("/proc/self/fd");
+  ASSERT_NE(fds, nullptr);
+  while (struct dirent* e = readdir(fds)) {
+    char target[4096];
+    const std::string link = std::string("/proc/self/fd/") + e->d_name;
+    const ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    if (std::string(target).rfind(gen, 0) != 0) continue;
+    ++seen;
+    const int flags = fcntl(std::atoi(e->d_name), F_GETFD);
+    EXPECT_TRUE(flags != -1 && (flags & FD_CLOEXEC)) << target;
+  }
+  closedir(fds);
+  EXPECT_GE(seen, 1);
+}
+
+TEST(StoreLmdb, AnEditorThatCallsTheStoreGetsAnErrorNotAHang) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Sender who(10, 10, 10);
+  ChargeResult inner;
+  const auto t0 = std::chrono::steady_clock::now();
+  store::Result outer = s.update_record("tg:a:192.0.2.7", T0, [&](auto) {
+    inner = s.charge(who.limits, 1, T0, nullptr);  // misuse: inside the atomic step
+    return store::RecordEdit::put("x", T0 + 1000);
+  });
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_TRUE(outer.ok()) << outer.reason;
+  EXPECT_EQ(inner.status, Status::error);
+  EXPECT_NE(inner.reason.find("writer lock"), std::string::npos) << inner.reason;
+  EXPECT_LT(waited.count(), 1000);
 }

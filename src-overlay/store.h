@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "function_ref.h"
+#include "window.h"  // window::never, window::clock_ms()
 
 namespace store {
 

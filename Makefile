@@ -9,7 +9,8 @@
 #   make bench            side-by-side benchmarks against stock (never part of test)
 #
 # Inputs: NETQMAIL_TARBALL (tarball or unpacked tree of stock netqmail-1.06),
-# QMAIL_HOME (written into the tree's conf-qmail), CONF_SPAWN (conf-spawn).
+# QMAIL_HOME (written into the tree's conf-qmail), CONF_SPAWN (conf-spawn),
+# THROTTLE_OWNER (make install: owner of QMAIL_HOME/throttle, default qmaild).
 
 NETQMAIL_TARBALL ?= /usr/local/src/netqmail-1.06.tar.gz
 QMAIL_HOME ?= /var/qmail
@@ -90,7 +91,7 @@ stock: $(STOCKTREE)/.prepared-stock
 	$(call build-stock-tree,$(STOCKTREE),$(QMAIL_HOME))
 
 install: build
-	QMAIL_HOME='$(QMAIL_HOME)' tools/install-qmail $(TREE)
+	QMAIL_HOME='$(QMAIL_HOME)' THROTTLE_OWNER='$(THROTTLE_OWNER)' tools/install-qmail $(TREE)
 
 # ---- tests ------------------------------------------------------------------
 # Test builds are configured for the throwaway home under build/test.
@@ -179,11 +180,21 @@ test: build unit fuzz-smoke smtp-test
 demo: test-install
 	$(QT_ENV) /usr/bin/python3 tools/demo
 
-bench: test-install bench-stock-install
+# The store's micro-benchmark: overlay flags (conf-cxx) and LMDB linked
+# statically, as qmail-smtpd links them.
+BENCH_BIN := $(B)/bench/throttle-bench
+BENCH_STORE_SRCS := $(addprefix src-overlay/,window.cpp store.cpp process_lock.cpp store_lmdb.cpp)
+
+$(BENCH_BIN): bench/throttle-bench.cpp $(BENCH_STORE_SRCS) $(wildcard src-overlay/*.h)
+	@mkdir -p $(dir $@)
+	g++ -std=c++20 -O2 -fno-exceptions -fno-rtti -fno-threadsafe-statics -Wall -Wextra -Werror -Isrc-overlay \
+	-o $@ bench/throttle-bench.cpp $(BENCH_STORE_SRCS) `g++ -print-file-name=liblmdb.a` -lpthread
+
+bench: test-install bench-stock-install $(BENCH_BIN)
 	$(QT_ENV) /usr/bin/python3 bench/run $(BENCH)
 
 clean:
-	rm -rf $(B)/netqmail-1.06 $(B)/stock $(B)/test $(B)/unit $(B)/quilt $(B)/fuzz
+	rm -rf $(B)/netqmail-1.06 $(B)/stock $(B)/test $(B)/unit $(B)/quilt $(B)/fuzz $(B)/bench
 
 distclean:
 	rm -rf $(B)

@@ -159,3 +159,31 @@ def test_install_refuses_a_tree_built_for_another_home(tmp_path):
     r = run(TOP / "tools/install-qmail", TREE, env={**os.environ, "QMAIL_HOME": str(tmp_path)})
     assert r.returncode != 0
     assert "was built for" in r.stderr
+
+
+def test_install_makes_the_throttle_state_directory_for_qmail_smtpd():
+    import grp
+    import pwd
+    state = HOME / "throttle"
+    st = state.stat()
+    assert st.st_mode & 0o7777 == 0o700
+    assert pwd.getpwuid(st.st_uid).pw_name == "qmaild"
+    env = {**os.environ, "QMAIL_HOME": str(HOME)}
+    try:
+        # THROTTLE_OWNER chooses another owner, for what is inside too
+        (state / "probe").write_text("x")
+        r = run(TOP / "tools/install-qmail", TREE, env={**env, "THROTTLE_OWNER": "qmaill:nofiles"})
+        assert r.returncode == 0, r.stderr
+        for p in (state, state / "probe"):
+            assert pwd.getpwuid(p.stat().st_uid).pw_name == "qmaill"
+            assert grp.getgrgid(p.stat().st_gid).gr_name == "nofiles"
+        # without it, an existing directory is left as it is
+        r = run(TOP / "tools/install-qmail", TREE, env=env)
+        assert r.returncode == 0, r.stderr
+        assert pwd.getpwuid(state.stat().st_uid).pw_name == "qmaill"
+        r = run(TOP / "tools/install-qmail", TREE, env={**env, "THROTTLE_OWNER": "no-such-user-qt"})
+        assert r.returncode != 0 and "THROTTLE_OWNER" in r.stderr
+    finally:
+        (state / "probe").unlink(missing_ok=True)
+        r = run(TOP / "tools/install-qmail", TREE, env={**env, "THROTTLE_OWNER": "qmaild"})
+        assert r.returncode == 0, r.stderr

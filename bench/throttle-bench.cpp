@@ -1,0 +1,234 @@
+// throttle-bench: the cost of one relay-limit decision.
+//
+//   throttle-bench lmdb DIR N [PROCS] [durable]
+//       N decisions per process on the LMDB store in DIR, each an atomic
+//       check-and-charge of 3 counters (user, domain, client address; 1-day
+//       windows, limits never reached), PROCS processes at once (default 1).
+//       Also times opening the store (the first decision of a connection).
+//   throttle-bench open DIR N
+//       N fresh processes (fork/exec, as tcpserver starts qmail-smtpd) each
+//       open the existing store in DIR and make one decision: the cost a
+//       connection pays for its first decision.
+//   throttle-bench script PATH N
+//       N runs of PATH by fork/exec/wait, as qmail-smtpd's rcptcheck patch
+//       runs its checker for every RCPT, with the environment it gives.
+//
+// Prints one line of key=value pairs (times in microseconds): median, p90,
+// p99, max per decision, and for lmdb the open cost and decisions/second.
+// Built by the top-level Makefile (make bench) with the overlay's flags
+// and LMDB linked statically, as qmail-smtpd will link it.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store_lmdb.h"
+#include "window.h"
+
+namespace {
+
+std::uint64_t now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+double pct(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::size_t i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
+  return v[i];
+}
+
+void print_stats(std::vector<double>& us) {
+  std::printf(" n=%zu median_us=%.2f p90_us=%.2f p99_us=%.2f max_us=%.2f", us.size(), pct(us, 50), pct(us, 90),
+              pct(us, 99), pct(us, 100));
+}
+
+// One process's decisions; per-decision times (us) go to fd `out` as doubles.
+int lmdb_worker(const char* dir, long n, bool durable, int worker, int out) {
+  store::LmdbOptions o;
+  o.directory = dir;
+  o.durable = durable;
+  store::LmdbStore s(o);
+  const std::string user = "u:user" + std::to_string(worker) + "@example.com";
+  const store::Limit limits[] = {{{user, "rcpt", 86400}, 4'000'000'000u},
+                                 {{"d:example.com", "rcpt", 86400}, 4'000'000'000u},
+                                 {{"a:192.0.2.7", "rcpt", 86400}, 4'000'000'000u}};
+  std::vector<double> us;
+  us.reserve(static_cast<std::size_t>(n) + 1);
+  // The first decision opens the store: timed on its own.
+  std::uint64_t t = now_ns();
+  store::ChargeResult r = s.charge(limits, 1, window::clock_ms(), nullptr);
+  const double open_us = static_cast<double>(now_ns() - t) / 1000.0;
+  if (!r.ok() || !r.accepted) {
+    std::fprintf(stderr, "throttle-bench: %s\n", r.reason.c_str());
+    return 1;
+  }
+  if (write(out, &open_us, sizeof open_us) != sizeof open_us) return 1;
+  for (long i = 0; i < n; ++i) {
+    t = now_ns();
+    r = s.charge(limits, 1, window::clock_ms(), nullptr);
+    us.push_back(static_cast<double>(now_ns() - t) / 1000.0);
+    if (!r.ok() || !r.accepted) {
+      std::fprintf(stderr, "throttle-bench: %s\n", r.reason.c_str());
+      return 1;
+    }
+  }
+  const std::size_t bytes = us.size() * sizeof(double);
+  return write(out, us.data(), bytes) == static_cast<ssize_t>(bytes) ? 0 : 1;
+}
+
+int bench_lmdb(const char* dir, long n, int procs, bool durable) {
+  std::vector<double> open_us, us;
+  std::vector<std::pair<pid_t, FILE*>> kids;
+  const std::uint64_t t0 = now_ns();
+  for (int p = 0; p < procs; ++p) {
+    char tmpl[] = "/tmp/throttle-bench-XXXXXX";
+    const int fd = mkstemp(tmpl);
+    if (fd == -1) return 1;
+    unlink(tmpl);
+    const pid_t pid = fork();
+    if (pid == 0) _exit(lmdb_worker(dir, n, durable, p, fd));
+    kids.emplace_back(pid, fdopen(fd, "rb"));
+  }
+  bool ok = true;
+  for (auto& [pid, f] : kids) {
+    int st;
+    waitpid(pid, &st, 0);
+    ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    rewind(f);
+    double v;
+    if (std::fread(&v, sizeof v, 1, f) == 1) open_us.push_back(v);
+    while (std::fread(&v, sizeof v, 1, f) == 1) us.push_back(v);
+    std::fclose(f);
+  }
+  const double wall_s = static_cast<double>(now_ns() - t0) / 1e9;
+  if (!ok) return 1;
+  std::printf("mode=lmdb procs=%d durable=%d", procs, durable ? 1 : 0);
+  print_stats(us);
+  std::printf(" open_us=%.1f decisions_per_s=%.0f\n", pct(open_us, 50), static_cast<double>(us.size()) / wall_s);
+  return 0;
+}
+
+// In a fresh process: open the store, one decision; prints both times.
+int open_once(const char* dir) {
+  // Measured as qmail-smtpd runs: as the owner of the state directory.
+  struct stat st;
+  if (geteuid() == 0 && stat(dir, &st) == 0 && st.st_uid != 0) {
+    if (setgid(st.st_gid) != 0 || setuid(st.st_uid) != 0) return 1;
+  }
+  store::LmdbOptions o;
+  o.directory = dir;
+  store::LmdbStore s(o);
+  const store::Limit limits[] = {{{"u:open@example.com", "rcpt", 86400}, 4'000'000'000u},
+                                 {{"d:example.com", "rcpt", 86400}, 4'000'000'000u},
+                                 {{"a:192.0.2.7", "rcpt", 86400}, 4'000'000'000u}};
+  const std::uint64_t t0 = now_ns();
+  store::Result r = s.open();
+  const std::uint64_t t1 = now_ns();
+  store::ChargeResult c = s.charge(limits, 1, window::clock_ms(), nullptr);
+  const std::uint64_t t2 = now_ns();
+  if (!r.ok() || !c.ok() || !c.accepted) {
+    std::fprintf(stderr, "throttle-bench: %s%s\n", r.reason.c_str(), c.reason.c_str());
+    return 1;
+  }
+  std::printf("%.2f %.2f\n", static_cast<double>(t1 - t0) / 1000.0, static_cast<double>(t2 - t1) / 1000.0);
+  return 0;
+}
+
+int bench_open(const char* self, const char* dir, long n) {
+  std::vector<double> open_us, first_us;
+  for (long i = 0; i < n; ++i) {
+    int p[2];
+    if (pipe(p) != 0) return 1;
+    const pid_t pid = fork();
+    if (pid == 0) {
+      dup2(p[1], 1);
+      close(p[0]);
+      close(p[1]);
+      char* const argv[] = {const_cast<char*>(self), const_cast<char*>("open1"), const_cast<char*>(dir), nullptr};
+      execv(self, argv);
+      _exit(120);
+    }
+    close(p[1]);
+    char buf[128] = {};
+    const ssize_t got = read(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    double a = 0, b = 0;
+    if (got <= 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || std::sscanf(buf, "%lf %lf", &a, &b) != 2) return 1;
+    open_us.push_back(a);
+    first_us.push_back(b);
+  }
+  std::printf("mode=open n=%ld open_median_us=%.1f open_p99_us=%.1f first_decision_median_us=%.1f\n", n,
+              pct(open_us, 50), pct(open_us, 99), pct(first_us, 50));
+  return 0;
+}
+
+int bench_script(const char* path, long n, const char* dir) {
+  std::vector<double> us;
+  std::string overlimit = std::string("OVERLIMITDIR=") + dir;
+  char* const argv[] = {const_cast<char*>(path), nullptr};
+  std::vector<std::string> env = {"PATH=/usr/bin:/bin",
+                                  overlimit,
+                                  std::string("LIMITSFILE=") + dir + "/limits",
+                                  "RELAYCLIENT=",
+                                  "TCPREMOTEIP=192.0.2.7",
+                                  "SMTPAUTHUSER=alice@example.com",
+                                  "SENDER=alice@example.com",
+                                  "RECIPIENT=bob@elsewhere.example",
+                                  "HELO=client.example",
+                                  "RCPTHOSTS=0",
+                                  "USE_FD4=1"};
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  for (long i = 0; i < n; ++i) {
+    const std::uint64_t t = now_ns();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execve(path, argv, envp.data());
+      _exit(120);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    us.push_back(static_cast<double>(now_ns() - t) / 1000.0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) == 120 || WEXITSTATUS(st) == 111) {
+      std::fprintf(stderr, "throttle-bench: %s failed (status %d)\n", path, st);
+      return 1;
+    }
+  }
+  std::printf("mode=script");
+  print_stats(us);
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 4 && std::strcmp(argv[1], "lmdb") == 0) {
+    const int procs = argc >= 5 ? std::atoi(argv[4]) : 1;
+    const bool durable = argc >= 6 && std::strcmp(argv[5], "durable") == 0;
+    return bench_lmdb(argv[2], std::atol(argv[3]), procs < 1 ? 1 : procs, durable);
+  }
+  if (argc >= 5 && std::strcmp(argv[1], "script") == 0) return bench_script(argv[2], std::atol(argv[3]), argv[4]);
+  if (argc >= 4 && std::strcmp(argv[1], "open") == 0) return bench_open("/proc/self/exe", argv[2], std::atol(argv[3]));
+  if (argc == 3 && std::strcmp(argv[1], "open1") == 0) return open_once(argv[2]);
+  std::fprintf(stderr,
+               "usage: throttle-bench lmdb DIR N [PROCS] [durable]\n"
+               "       throttle-bench open DIR N\n"
+               "       throttle-bench script PATH N STATEDIR\n");
+  return 2;
+}

@@ -1,0 +1,774 @@
+// The LMDB store (store_lmdb.h) in one process: atomic charges, receipts,
+// reading back, expiry, faults. Multi-process behaviour is in
+// test_store_lmdb_processes.cpp.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_lmdb.h"
+#include "store_test_util.h"
+#include "window.h"
+
+using store::ChargeResult;
+using store::CounterKey;
+using store::Limit;
+using store::LmdbStore;
+using store::Receipt;
+using store::Status;
+using store_test::TempDir;
+
+namespace {
+
+constexpr std::uint64_t T0 = 1'700'000'000'000;  // ms; 60 s and 1 h buckets start here
+constexpr std::uint32_t DAY = 86400;
+
+std::uint64_t used(LmdbStore& s, std::string_view identity, std::string_view metric, std::uint32_t window,
+                   std::uint64_t now) {
+  std::vector<store::CounterUsage> u;
+  EXPECT_TRUE(s.usage(identity, now, u).ok());
+  for (const auto& c : u)
+    if (c.metric == metric && c.window_seconds == window) return c.used;
+  return 0;
+}
+
+// user, domain and client address of one sender, as the limits table gives them
+struct Sender {
+  Limit limits[3];
+  Sender(std::uint32_t user_limit, std::uint32_t domain_limit, std::uint32_t ip_limit, std::uint32_t window = DAY)
+      : limits{{{"u:alice@example.com", "rcpt", window}, user_limit},
+               {{"d:example.com", "rcpt", window}, domain_limit},
+               {{"a:192.0.2.7", "rcpt", window}, ip_limit}} {}
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST(StoreLmdb, AllCountersChargedOrNone) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Sender who(5, 3, 10);
+  for (int i = 0; i < 3; ++i) {
+    ChargeResult r = s.charge(who.limits, 1, T0 + i, nullptr);
+    ASSERT_TRUE(r.ok()) << r.reason;
+    ASSERT_TRUE(r.accepted);
+  }
+  ChargeResult r = s.charge(who.limits, 1, T0 + 10, nullptr);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_FALSE(r.accepted);
+  EXPECT_EQ(r.refusal.index, 1u);  // the domain
+  EXPECT_EQ(r.refusal.used, 3u);
+  EXPECT_EQ(r.refusal.limit, 3u);
+  EXPECT_GT(r.refusal.retry_after_ms, std::uint64_t{DAY} * 1000 - 1000);
+  // The refusal charged nothing anywhere.
+  EXPECT_EQ(used(s, "u:alice@example.com", "rcpt", DAY, T0 + 10), 3u);
+  EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0 + 10), 3u);
+  EXPECT_EQ(used(s, "a:192.0.2.7", "rcpt", DAY, T0 + 10), 3u);
+  // A bigger amount that does not fit charges nothing either.
+  Sender roomy(100, 100, 5);
+  r = s.charge(roomy.limits, 3, T0 + 11, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.accepted);
+  EXPECT_EQ(r.refusal.index, 2u);
+  EXPECT_EQ(used(s, "u:alice@example.com", "rcpt", DAY, T0 + 11), 3u);
+}
+
+TEST(StoreLmdb, RefusalNamesTheCounterThatFreesUpLast) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Limit hour{{"u:bob@example.com", "rcpt", 3600}, 2};
+  Limit day{{"u:bob@example.com", "rcpt", DAY}, 2};
+  Limit both[] = {hour, day};
+  ASSERT_TRUE(s.charge(both, 2, T0, nullptr).accepted);
+  ChargeResult r = s.charge(both, 1, T0 + 1000, nullptr);
+  ASSERT_TRUE(r.ok());
+  ASSERT_FALSE(r.accepted);
+  EXPECT_EQ(r.refusal.index, 1u);  // the day frees up later than the hour
+  // An hour later the hourly counter has room, the daily one still refuses.
+  r = s.charge(both, 1, T0 + 3'700'000, nullptr);
+  ASSERT_FALSE(r.accepted);
+  EXPECT_EQ(r.refusal.index, 1u);
+  EXPECT_EQ(used(s, "u:bob@example.com", "rcpt", 3600, T0 + 3'700'000), 0u);
+}
+
+TEST(StoreLmdb, LimitMeansExactlyThatMany) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Limit one[] = {{{"u:carol@example.com", "rcpt", DAY}, 1000}};
+  int accepted = 0;
+  for (int i = 0; i < 1200; ++i) {
+    ChargeResult r = s.charge(one, 1, T0 + i, nullptr);
+    ASSERT_TRUE(r.ok()) << r.reason;
+    accepted += r.accepted;
+  }
+  EXPECT_EQ(accepted, 1000);
+}
+
+TEST(StoreLmdb, WindowSlidesWithoutReset) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Limit per_minute[] = {{{"a:198.51.100.1", "rcpt", 60}, 10}};
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s.charge(per_minute, 1, T0 + i * 3000, nullptr).accepted);
+  // Full; the first charge (bucket T0) leaves the window after 61 s.
+  ChargeResult r = s.charge(per_minute, 1, T0 + 60'000, nullptr);
+  ASSERT_FALSE(r.accepted);
+  EXPECT_EQ(r.refusal.retry_after_ms, 1000u);
+  EXPECT_FALSE(s.charge(per_minute, 1, T0 + 60'999, nullptr).accepted);
+  EXPECT_TRUE(s.charge(per_minute, 1, T0 + 61'000, nullptr).accepted);
+  EXPECT_FALSE(s.charge(per_minute, 1, T0 + 61'000, nullptr).accepted);
+  EXPECT_TRUE(s.charge(per_minute, 1, T0 + 64'000, nullptr).accepted);  // the second one left
+}
+
+TEST(StoreLmdb, ReceiptGivesBackExactlyWhatWasCharged) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Sender who(100, 100, 100);
+  Receipt txn;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(s.charge(who.limits, 1, T0 + i, &txn).accepted);
+  EXPECT_EQ(txn.entries().size(), 3u);  // one per counter: same bucket, merged
+  for (const auto& e : txn.entries()) EXPECT_EQ(e.amount, 5u);
+  Receipt other;  // another transaction's charges stay
+  ASSERT_TRUE(s.charge(who.limits, 2, T0 + 10, &other).accepted);
+  ASSERT_TRUE(s.refund(txn, T0 + 20).ok());
+  EXPECT_EQ(used(s, "u:alice@example.com", "rcpt", DAY, T0 + 20), 2u);
+  EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0 + 20), 2u);
+  EXPECT_EQ(used(s, "a:192.0.2.7", "rcpt", DAY, T0 + 20), 2u);
+  // A refund clears the receipt, so giving it back again cannot take the
+  // other transaction's charges (they share the bucket).
+  EXPECT_TRUE(txn.empty());
+  ASSERT_TRUE(s.refund(txn, T0 + 21).ok());
+  EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0 + 21), 2u);
+  ASSERT_TRUE(s.refund(other, T0 + 22).ok());
+  EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0 + 22), 0u);
+  // Receipts merge: two transactions given back in one step.
+  Receipt a, b;
+  ASSERT_TRUE(s.charge(who.limits, 1, T0 + 23, &a).accepted);
+  ASSERT_TRUE(s.charge(who.limits, 2, T0 + 24, &b).accepted);
+  a.append(b);
+  EXPECT_EQ(a.entries().size(), 3u);
+  ASSERT_TRUE(s.refund(a, T0 + 25).ok());
+  EXPECT_EQ(used(s, "u:alice@example.com", "rcpt", DAY, T0 + 25), 0u);
+  // A refused charge adds nothing to the receipt.
+  Sender tight(1, 1, 1);
+  Receipt none;
+  ASSERT_TRUE(s.charge(tight.limits, 1, T0 + 30, &none).accepted);
+  none.clear();
+  ASSERT_FALSE(s.charge(tight.limits, 1, T0 + 31, &none).accepted);
+  EXPECT_TRUE(none.empty());
+}
+
+TEST(StoreLmdb, RefundAfterTheBucketLeftTheWindowTakesNothingNewer) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Limit l[] = {{{"u:dave@example.com", "rcpt", 60}, 100}};
+  Receipt old;
+  ASSERT_TRUE(s.charge(l, 3, T0, &old).accepted);
+  // 2 minutes later: the old charge is out of the window, new ones are in.
+  ASSERT_TRUE(s.charge(l, 2, T0 + 120'000, nullptr).accepted);
+  Receipt copy = old;
+  ASSERT_TRUE(s.refund(old, T0 + 121'000).ok());
+  EXPECT_EQ(used(s, "u:dave@example.com", "rcpt", 60, T0 + 121'000), 2u);
+  // And once the counter expired and was dropped, a refund is a no-op.
+  ASSERT_TRUE(s.expire(T0 + 1'000'000, 100, nullptr).ok());
+  ASSERT_TRUE(s.refund(copy, T0 + 1'000'000).ok());
+  EXPECT_EQ(used(s, "u:dave@example.com", "rcpt", 60, T0 + 1'000'000), 0u);
+}
+
+TEST(StoreLmdb, ClockGoingBackwardsKeepsCounting) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Limit l[] = {{{"u:erin@example.com", "rcpt", 3600}, 3}};
+  Receipt r1, r2;
+  ASSERT_TRUE(s.charge(l, 2, T0, &r1).accepted);
+  // The clock steps back 10 minutes: the charges made "later" still count.
+  ASSERT_TRUE(s.charge(l, 1, T0 - 600'000, &r2).accepted);
+  EXPECT_FALSE(s.charge(l, 1, T0 - 600'000, nullptr).accepted);
+  EXPECT_EQ(used(s, "u:erin@example.com", "rcpt", 3600, T0 - 600'000), 3u);
+  ASSERT_TRUE(s.refund(r2, T0 - 599'000).ok());
+  EXPECT_EQ(used(s, "u:erin@example.com", "rcpt", 3600, T0 - 599'000), 2u);
+}
+
+TEST(StoreLmdb, CountsSurviveReopening) {
+  TempDir d;
+  {
+    LmdbStore s(store_test::options_for(d));
+    Sender who(100, 100, 100);
+    ASSERT_TRUE(s.charge(who.limits, 7, T0, nullptr).accepted);
+  }
+  LmdbStore s(store_test::options_for(d));
+  EXPECT_FALSE(s.is_open());  // opens lazily
+  EXPECT_EQ(used(s, "u:alice@example.com", "rcpt", DAY, T0 + 1), 7u);
+  EXPECT_EQ(used(s, "a:192.0.2.7", "rcpt", DAY, T0 + 1), 7u);
+}
+
+TEST(StoreLmdb, UsageListsEveryCounterOfAnIdentityOnly) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Limit l[] = {{{"u:frank@example.com", "rcpt", 3600}, 100},
+               {{"u:frank@example.com", "rcpt", DAY}, 1000},
+               {{"u:frank@example.com.evil", "rcpt", DAY}, 1000}};
+  ASSERT_TRUE(s.charge(l, 4, T0, nullptr).accepted);
+  Limit m[] = {{{"u:frank@example.com", "msg", DAY}, 50}};
+  ASSERT_TRUE(s.charge(m, 1, T0, nullptr).accepted);
+  std::vector<store::CounterUsage> u;
+  ASSERT_TRUE(s.usage("u:frank@example.com", T0 + 5, u).ok());
+  ASSERT_EQ(u.size(), 3u);  // not the .evil one: keys are matched exactly
+  for (const auto& c : u) {
+    EXPECT_EQ(c.identity, "u:frank@example.com");
+    EXPECT_EQ(c.used, c.metric == "msg" ? 1u : 4u);
+    EXPECT_EQ(c.limit, c.metric == "msg" ? 50u : (c.window_seconds == 3600 ? 100u : 1000u));
+    EXPECT_GT(c.next_release_ms, 0u);
+  }
+  ASSERT_TRUE(s.usage("u:nobody@example.com", T0, u).ok());
+  EXPECT_TRUE(u.empty());
+}
+
+TEST(StoreLmdb, TopListsTheBusiestCounters) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  const char* ids[] = {"u:a@x.example", "u:b@x.example", "u:c@x.example", "u:d@x.example"};
+  for (int i = 0; i < 4; ++i) {
+    Limit l[] = {{{ids[i], "rcpt", DAY}, 1000}};
+    ASSERT_TRUE(s.charge(l, static_cast<std::uint32_t>(10 * (i + 1)), T0, nullptr).accepted);
+  }
+  Limit m[] = {{{"u:a@x.example", "msg", DAY}, 1000}};
+  ASSERT_TRUE(s.charge(m, 100, T0, nullptr).accepted);
+  std::vector<store::CounterUsage> top;
+  ASSERT_TRUE(s.top(2, "rcpt", T0 + 1, top).ok());
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].identity, "u:d@x.example");
+  EXPECT_EQ(top[0].used, 40u);
+  EXPECT_EQ(top[1].identity, "u:c@x.example");
+  ASSERT_TRUE(s.top(10, "", T0 + 1, top).ok());
+  ASSERT_EQ(top.size(), 5u);
+  EXPECT_EQ(top[0].metric, "msg");
+  // Counters whose window has passed are not "busy".
+  ASSERT_TRUE(s.top(10, "", T0 + 2ull * DAY * 1000, top).ok());
+  EXPECT_TRUE(top.empty());
+}
+
+TEST(StoreLmdb, ResetDropsOneIdentity) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Sender who(100, 100, 100);
+  Limit hour[] = {{{"u:alice@example.com", "rcpt", 3600}, 10}};
+  ASSERT_TRUE(s.charge(who.limits, 5, T0, nullptr).accepted);
+  ASSERT_TRUE(s.charge(hour, 5, T0, nullptr).accepted);
+  std::size_t removed = 99;
+  ASSERT_TRUE(s.reset("u:alice@example.com", T0 + 1, &removed).ok());
+  EXPECT_EQ(removed, 2u);
+  EXPECT_EQ(used(s, "u:alice@example.com", "rcpt", DAY, T0 + 1), 0u);
+  EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0 + 1), 5u);
+  ASSERT_TRUE(s.reset("u:alice@example.com", T0 + 1, &removed).ok());
+  EXPECT_EQ(removed, 0u);
+  // Its index entries went too: expiring later finds nothing of it.
+  store::Stats st;
+  ASSERT_TRUE(s.stats(st).ok());
+  EXPECT_EQ(st.counters, 2u);
+  std::size_t expired = 0;
+  ASSERT_TRUE(s.expire(T0 + 10ull * DAY * 1000, 1000, &expired).ok());
+  EXPECT_EQ(expired, 2u);
+}
+
+TEST(StoreLmdb, IdleCountersExpireDuringWritesSoTheStoreStaysBounded) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  // Every second 20 new senders, each seen once, 60 s windows, for 15 minutes:
+  // 18,000 counters made, about 61 s' worth (1,220) live at any time.
+  std::uint64_t bytes_at_5min = 0;
+  store::Stats st;
+  for (int sec = 0; sec < 900; ++sec) {
+    for (int k = 0; k < 20; ++k) {
+      const std::string id = "a:10." + std::to_string(sec) + "." + std::to_string(k);
+      Limit l[] = {{{id, "rcpt", 60}, 100}};
+      ASSERT_TRUE(s.charge(l, 1, T0 + sec * 1000ull + k, nullptr).ok());
+    }
+    if (sec == 300) {
+      ASSERT_TRUE(s.stats(st).ok());
+      bytes_at_5min = st.bytes_used;
+    }
+  }
+  ASSERT_TRUE(s.stats(st).ok());
+  EXPECT_LE(st.counters, 62u * 20u + 20u);
+  EXPECT_GE(st.counters, 60u * 20u);
+  EXPECT_LE(st.bytes_used, bytes_at_5min + bytes_at_5min / 10) << "the file keeps growing";
+  // Once everything is idle, an explicit pass empties it.
+  std::size_t removed = 0;
+  ASSERT_TRUE(s.expire(T0 + 2'000'000, 1'000'000, &removed).ok());
+  ASSERT_TRUE(s.stats(st).ok());
+  EXPECT_EQ(st.counters, 0u);
+}
+
+TEST(StoreLmdb, FullIsReportedBeforeTheMapIsAndExpiryMakesRoomAgain) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  o.map_size = 1 << 20;
+  LmdbStore s(o);
+  EXPECT_EQ(s.capacity(), 512u << 10);
+  int stored = 0;
+  ChargeResult r;
+  // Long keys: the cap is on bytes, not on entries.
+  const std::string pad(300, 'p');
+  for (int i = 0; i < 100000; ++i) {
+    const std::string id = "a:" + pad + std::to_string(i);
+    Limit l[] = {{{id, "rcpt", 60}, 100}};
+    r = s.charge(l, 1, T0 + i, nullptr);
+    if (!r.ok()) break;
+    ASSERT_TRUE(r.accepted);
+    ++stored;
+  }
+  ASSERT_EQ(r.status, Status::full) << r.reason;
+  EXPECT_NE(r.reason.find("store full"), std::string::npos) << r.reason;
+  EXPECT_GT(stored, 200);
+  store::Stats st;
+  ASSERT_TRUE(s.stats(st).ok());
+  EXPECT_LE(st.bytes_used, st.bytes_max);
+  EXPECT_LE(st.file_bytes, std::uint64_t{1} << 20);
+  // What was stored is intact, and counters that exist can still be charged.
+  EXPECT_EQ(used(s, "a:" + pad + "0", "rcpt", 60, T0 + stored), 1u);
+  const std::string id5 = "a:" + pad + "5";
+  Limit existing[] = {{{id5, "rcpt", 60}, 100}};
+  EXPECT_TRUE(s.charge(existing, 1, T0 + stored, nullptr).accepted);
+  // When those counters are idle, new ones push them out, a steady stream.
+  for (int i = 0; i < 2000; ++i) {
+    const std::string id = "a:" + pad + "new" + std::to_string(i);
+    Limit l[] = {{{id, "rcpt", 60}, 100}};
+    r = s.charge(l, 1, T0 + 10'000'000 + i * 1000ull, nullptr);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.reason;
+    ASSERT_TRUE(r.accepted);
+  }
+  ASSERT_TRUE(s.stats(st).ok());
+  EXPECT_LE(st.counters, 63u);
+}
+
+TEST(StoreLmdb, MissingOrUnwritableDirectoryIsUnavailable) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  o.directory = d.path() + "/missing";
+  {
+    LmdbStore s(o);
+    Sender who(1, 1, 1);
+    ChargeResult r = s.charge(who.limits, 1, T0, nullptr);
+    EXPECT_EQ(r.status, Status::unavailable);
+    EXPECT_NE(r.reason.find("missing"), std::string::npos) << r.reason;
+    // The failure is remembered: no retry at every recipient...
+    ASSERT_EQ(mkdir(o.directory.c_str(), 0700), 0);
+    EXPECT_EQ(s.charge(who.limits, 1, T0, nullptr).status, Status::unavailable);
+    // ... until closed.
+    s.close();
+    EXPECT_TRUE(s.charge(who.limits, 1, T0, nullptr).accepted);
+  }
+  // A directory this user may not write.
+  TempDir locked;
+  const int status = store_test::in_child([&] {
+    if (geteuid() == 0) {
+      if (chown(locked.path().c_str(), 0, 0) != 0 || setgid(store_test::nobody) != 0 ||
+          setuid(store_test::nobody) != 0)
+        return 10;
+    } else if (chmod(locked.path().c_str(), 0500) != 0) {
+      return 11;
+    }
+    store::LmdbOptions lo = store_test::options_for(locked);
+    LmdbStore s(lo);
+    Sender who(1, 1, 1);
+    ChargeResult r = s.charge(who.limits, 1, T0, nullptr);
+    if (r.status != Status::unavailable) return 1;
+    if (r.reason.find("Permission denied") == std::string::npos) return 2;
+    return 0;
+  });
+  EXPECT_EQ(status, 0);
+}
+
+TEST(StoreLmdb, GarbageFileIsCorruptNotMisread) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  const std::string gen = LmdbStore::generation_path(o);
+  ASSERT_EQ(mkdir(gen.c_str(), 0700), 0);
+  {
+    std::ofstream f(gen + "/data.mdb", std::ios::binary);
+    for (int i = 0; i < 4096; ++i) f << "garbage!";
+  }
+  LmdbStore s(o);
+  Sender who(1, 1, 1);
+  ChargeResult r = s.charge(who.limits, 1, T0, nullptr);
+  EXPECT_EQ(r.status, Status::corrupt);
+  EXPECT_NE(r.reason.find("not an LMDB file"), std::string::npos) << r.reason;
+  std::vector<store::CounterUsage> u;
+  EXPECT_EQ(s.usage("u:alice@example.com", T0, u).status, Status::corrupt);
+  // The repair path: set the generation aside, start empty.
+  s.close();
+  std::string moved;
+  ASSERT_TRUE(LmdbStore::set_aside(o, T0, &moved).ok());
+  EXPECT_NE(moved.find("/aside-boot-test-boot-"), std::string::npos) << moved;
+  EXPECT_EQ(slurp(moved + "/data.mdb").substr(0, 8), "garbage!");
+  r = s.charge(who.limits, 1, T0, nullptr);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_TRUE(r.accepted);
+}
+
+namespace {
+
+// Rewrites one key of a closed store with raw LMDB.
+void poke(const std::string& gen, std::string_view key, const void* value, std::size_t len) {
+  MDB_env* env;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  ASSERT_EQ(mdb_env_open(env, gen.c_str(), MDB_NOLOCK, 0600), 0);
+  MDB_txn* txn;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  ASSERT_EQ(mdb_dbi_open(txn, nullptr, 0, &dbi), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())};
+  if (value == nullptr) {
+    ASSERT_EQ(mdb_del(txn, dbi, &k, nullptr), 0);
+  } else {
+    MDB_val v{len, const_cast<void*>(value)};
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+  }
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+std::string peek(const std::string& gen, std::string_view key) {
+  MDB_env* env;
+  std::string out;
+  if (mdb_env_create(&env) != 0) return out;
+  if (mdb_env_open(env, gen.c_str(), MDB_RDONLY | MDB_NOLOCK, 0600) == 0) {
+    MDB_txn* txn;
+    if (mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0) {
+      MDB_dbi dbi;
+      MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
+      if (mdb_dbi_open(txn, nullptr, 0, &dbi) == 0 && mdb_get(txn, dbi, &k, &v) == 0)
+        out.assign(static_cast<const char*>(v.mv_data), v.mv_size);
+      mdb_txn_abort(txn);
+    }
+  }
+  mdb_env_close(env);
+  return out;
+}
+
+// A closed store in which `who` was charged once; returns its generation.
+std::string store_charged_once(const store::LmdbOptions& o, const Sender& who) {
+  {
+    LmdbStore s(o);
+    EXPECT_TRUE(s.charge(who.limits, 1, T0, nullptr).accepted);
+  }
+  return LmdbStore::generation_path(o);
+}
+
+}  // namespace
+
+TEST(StoreLmdb, OtherFormatVersionIsCorrupt) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  Sender who(10, 10, 10);
+  const std::string gen = store_charged_once(o, who);
+  std::string meta = peek(gen, "M");
+  ASSERT_GE(meta.size(), 20u);
+  EXPECT_EQ(meta.substr(0, 14), "qmail-throttle");
+  std::uint32_t version;
+  std::memcpy(&version, meta.data() + 16, 4);
+  EXPECT_EQ(version, LmdbStore::format_version);
+  version = 99;
+  std::memcpy(meta.data() + 16, &version, 4);
+  poke(gen, "M", meta.data(), meta.size());
+  LmdbStore s(o);
+  ChargeResult r = s.charge(who.limits, 1, T0, nullptr);
+  EXPECT_EQ(r.status, Status::corrupt);
+  EXPECT_NE(r.reason.find("store format 99"), std::string::npos) << r.reason;
+  std::vector<store::CounterUsage> u;
+  EXPECT_EQ(s.usage("u:alice@example.com", T0, u).status, Status::corrupt);
+}
+
+TEST(StoreLmdb, StoreWithoutFormatRecordOrWithBadRecordsIsCorrupt) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  Sender who(10, 10, 10);
+  const std::string gen = store_charged_once(o, who);
+  const std::string meta = peek(gen, "M");
+  poke(gen, "M", nullptr, 0);
+  {
+    LmdbStore s(o);
+    ChargeResult r = s.charge(who.limits, 1, T0, nullptr);
+    EXPECT_EQ(r.status, Status::corrupt);
+    EXPECT_NE(r.reason.find("without a format record"), std::string::npos) << r.reason;
+  }
+  poke(gen, "M", meta.data(), meta.size());
+  // A counter record of the wrong size.
+  std::string key("Cu:alice@example.com\0rcpt\0", 26);
+  key += std::string("\x00\x01\x51\x80", 4);  // 86400
+  ASSERT_EQ(peek(gen, key).size(), 264u);
+  poke(gen, key, "short", 5);
+  LmdbStore s(o);
+  ChargeResult r = s.charge(who.limits, 1, T0, nullptr);
+  EXPECT_EQ(r.status, Status::corrupt);
+  EXPECT_NE(r.reason.find("counter record of 5 bytes"), std::string::npos) << r.reason;
+  // Nothing else was charged by that attempt.
+  EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0), 1u);
+}
+
+TEST(StoreLmdb, MalformedRequestsAreErrorsAndChargeNothing) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Limit good{{"u:x@example.com", "rcpt", 60}, 10};
+  Limit twice[] = {good, good};
+  EXPECT_EQ(s.charge(twice, 1, T0, nullptr).status, Status::error);
+  Limit empty[] = {{{"", "rcpt", 60}, 10}};
+  EXPECT_EQ(s.charge(empty, 1, T0, nullptr).status, Status::error);
+  Limit nul[] = {{{std::string_view("u:a\0b", 5), "rcpt", 60}, 10}};
+  EXPECT_EQ(s.charge(nul, 1, T0, nullptr).status, Status::error);
+  Limit zero_window[] = {{{"u:x@example.com", "rcpt", 0}, 10}};
+  EXPECT_EQ(s.charge(zero_window, 1, T0, nullptr).status, Status::error);
+  const std::string long_id(store::max_identity + 1, 'x');
+  Limit too_long[] = {{{long_id, "rcpt", 60}, 10}};
+  EXPECT_EQ(s.charge(too_long, 1, T0, nullptr).status, Status::error);
+  Limit one[] = {good};
+  EXPECT_EQ(s.charge(one, 0, T0, nullptr).status, Status::error);
+  std::vector<std::string> names;
+  std::vector<Limit> many;
+  for (std::size_t i = 0; i <= store::max_counters; ++i) names.push_back("u:" + std::to_string(i));
+  for (const auto& n : names) many.push_back({{n, "rcpt", 60}, 10});
+  EXPECT_EQ(s.charge(many, 1, T0, nullptr).status, Status::error);
+  many.pop_back();  // exactly max_counters is fine
+  ChargeResult r = s.charge(many, 1, T0, nullptr);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_TRUE(r.accepted);
+  EXPECT_EQ(used(s, "u:x@example.com", "rcpt", 60, T0), 0u);
+  // The longest identity is fine.
+  const std::string longest(store::max_identity, 'y'), longest_metric(store::max_metric, 'm');
+  Limit at_max[] = {{{longest, longest_metric, 0xffffffffu}, 10}};
+  EXPECT_TRUE(s.charge(at_max, 1, T0, nullptr).accepted);
+}
+
+TEST(StoreLmdb, RootLeavesNothingTheOwnerCannotOpen) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (make test runs as root)";
+  TempDir d;
+  ASSERT_EQ(chown(d.path().c_str(), store_test::nobody, store_test::nobody), 0);
+  store::LmdbOptions o = store_test::options_for(d);
+  {
+    LmdbStore s(o);
+    Sender who(10, 10, 10);
+    ASSERT_TRUE(s.charge(who.limits, 1, T0, nullptr).accepted);
+  }
+  const std::string gen = LmdbStore::generation_path(o);
+  struct stat st;
+  ASSERT_EQ(stat(gen.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, store_test::nobody);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  for (const char* f : {"data.mdb", "writer.lock"}) {
+    ASSERT_EQ(stat((gen + "/" + f).c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_uid, store_test::nobody) << f;
+    EXPECT_EQ(st.st_gid, store_test::nobody) << f;
+    EXPECT_EQ(st.st_mode & 077, 0u) << f;
+  }
+  // A file root created earlier by mistake is given back.
+  ASSERT_EQ(chown((gen + "/writer.lock").c_str(), 0, 0), 0);
+  {
+    LmdbStore s(o);
+    Sender who(10, 10, 10);
+    ASSERT_TRUE(s.charge(who.limits, 1, T0, nullptr).accepted);
+  }
+  ASSERT_EQ(stat((gen + "/writer.lock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, store_test::nobody);
+  // The owner can use it.
+  const int status = store_test::in_child([&] {
+    if (setgid(store_test::nobody) != 0 || setuid(store_test::nobody) != 0) return 10;
+    LmdbStore s(o);
+    Sender who(10, 10, 10);
+    ChargeResult r = s.charge(who.limits, 1, T0, nullptr);
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.reason.c_str());
+      return 1;
+    }
+    return used(s, "d:example.com", "rcpt", DAY, T0) == 3 ? 0 : 2;
+  });
+  EXPECT_EQ(status, 0);
+}
+
+TEST(StoreLmdb, ANewBootStartsAFreshStoreUnlessDurable) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  Sender who(10, 10, 10);
+  {
+    LmdbStore s(o);
+    ASSERT_TRUE(s.charge(who.limits, 4, T0, nullptr).accepted);
+  }
+  o.boot_id = "next-boot";
+  {
+    LmdbStore s(o);
+    EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0), 0u);
+    ASSERT_TRUE(s.charge(who.limits, 1, T0, nullptr).accepted);
+  }
+  struct stat st;
+  EXPECT_EQ(stat((d.path() + "/boot-test-boot").c_str(), &st), -1) << "the old boot's store is removed";
+  EXPECT_EQ(stat((d.path() + "/boot-next-boot").c_str(), &st), 0);
+  o.durable = true;
+  {
+    LmdbStore s(o);
+    ASSERT_TRUE(s.charge(who.limits, 2, T0, nullptr).accepted);
+  }
+  o.boot_id = "third-boot";
+  LmdbStore s(o);
+  EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0), 2u);
+  EXPECT_EQ(stat((d.path() + "/durable").c_str(), &st), 0);
+}
+
+TEST(StoreLmdb, RecordsAreReadModifiedAndWrittenAtomically) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  auto bump = [&](std::uint64_t now) {
+    return s.update_record("tg:a:192.0.2.7", now, [&](std::optional<std::string_view> cur) {
+      const int n = cur ? std::stoi(std::string(*cur)) : 0;
+      return store::RecordEdit::put(std::to_string(n + 1), now + 60'000);
+    });
+  };
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(bump(T0 + i).ok());
+  std::optional<std::string> v;
+  ASSERT_TRUE(s.read_record("tg:a:192.0.2.7", T0 + 10, v).ok());
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(*v, "5");
+  // keep changes nothing
+  ASSERT_TRUE(s.update_record("tg:a:192.0.2.7", T0 + 11, [](auto) { return store::RecordEdit::keep(); }).ok());
+  ASSERT_TRUE(s.read_record("tg:a:192.0.2.7", T0 + 11, v).ok());
+  EXPECT_EQ(*v, "5");
+  // Expired records read as absent and start over.
+  ASSERT_TRUE(s.read_record("tg:a:192.0.2.7", T0 + 4 + 60'000, v).ok());
+  EXPECT_FALSE(v.has_value());
+  ASSERT_TRUE(bump(T0 + 100'000).ok());
+  ASSERT_TRUE(s.read_record("tg:a:192.0.2.7", T0 + 100'001, v).ok());
+  EXPECT_EQ(*v, "1");
+  // Binary values, erase, size limit.
+  const std::string bin("\0\1\2\3", 4);
+  ASSERT_TRUE(s.update_record("bin", T0, [&](auto) { return store::RecordEdit::put(bin, T0 + 1000); }).ok());
+  ASSERT_TRUE(s.read_record("bin", T0, v).ok());
+  EXPECT_EQ(*v, bin);
+  ASSERT_TRUE(s.update_record("bin", T0, [](auto) { return store::RecordEdit::erase(); }).ok());
+  ASSERT_TRUE(s.read_record("bin", T0, v).ok());
+  EXPECT_FALSE(v.has_value());
+  store::Result r = s.update_record("big", T0, [](auto) {
+    return store::RecordEdit::put(std::string(store::max_record_value + 1, 'x'), T0 + 1000);
+  });
+  EXPECT_EQ(r.status, Status::error);
+  EXPECT_EQ(s.update_record("", T0, [](auto) { return store::RecordEdit::keep(); }).status, Status::error);
+  // Records expire like counters: no cron.
+  store::Stats st;
+  ASSERT_TRUE(s.stats(st).ok());
+  EXPECT_EQ(st.records, 1u);
+  std::size_t removed = 0;
+  ASSERT_TRUE(s.expire(T0 + 1'000'000, 100, &removed).ok());
+  EXPECT_EQ(removed, 1u);
+  ASSERT_TRUE(s.stats(st).ok());
+  EXPECT_EQ(st.records, 0u);
+}
+
+TEST(StoreLmdb, StatsReportSizeAndBound) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  LmdbStore s(o);
+  store::Stats st;
+  ASSERT_TRUE(s.stats(st).ok());  // an empty store reads fine
+  EXPECT_EQ(st.counters, 0u);
+  Sender who(10, 10, 10);
+  ASSERT_TRUE(s.charge(who.limits, 1, T0, nullptr).accepted);
+  ASSERT_TRUE(s.stats(st).ok());
+  EXPECT_EQ(st.counters, 3u);
+  EXPECT_EQ(st.bytes_max, o.map_size / 4 * 3);
+  EXPECT_GT(st.bytes_used, 0u);
+  EXPECT_LT(st.bytes_used, 64u * 1024u);
+}
+
+TEST(StoreLmdb, StatusNames) {
+  EXPECT_EQ(store::status_name(Status::ok), "ok");
+  EXPECT_EQ(store::status_name(Status::unavailable), "unavailable");
+  EXPECT_EQ(store::status_name(Status::full), "full");
+  EXPECT_EQ(store::status_name(Status::corrupt), "corrupt");
+  EXPECT_EQ(store::status_name(Status::error), "error");
+}
+
+TEST(StoreLmdb, AProcessWithASmallerMapFollowsOneThatGrewTheFile) {
+  TempDir d;
+  store::LmdbOptions small = store_test::options_for(d), big = small;
+  small.map_size = 1 << 20;
+  big.map_size = 16 << 20;
+  LmdbStore s_small(small), s_big(big);
+  const Limit mine[] = {{{"u:small@example.com", "rcpt", DAY}, 100}};
+  ASSERT_TRUE(s_small.charge(mine, 1, T0, nullptr).accepted);
+  // The bigger one grows the data far beyond the small map.
+  const std::string pad(200, 'p');
+  for (int i = 0; i < 8000; ++i) {
+    const std::string id = "a:" + pad + std::to_string(i);
+    const Limit l[] = {{{id, "rcpt", DAY}, 100}};
+    ChargeResult r = s_big.charge(l, 1, T0, nullptr);
+    ASSERT_TRUE(r.ok()) << i << ": " << r.reason;
+  }
+  store::Stats st;
+  ASSERT_TRUE(s_big.stats(st).ok());
+  ASSERT_GT(st.bytes_used, std::uint64_t{1} << 20);
+  // The small one adopts the larger map instead of failing.
+  ChargeResult r = s_small.charge(mine, 1, T0 + 1, nullptr);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_TRUE(r.accepted);
+  EXPECT_EQ(used(s_small, "u:small@example.com", "rcpt", DAY, T0 + 1), 2u);
+  EXPECT_EQ(used(s_small, "a:" + pad + "7999", "rcpt", DAY, T0 + 1), 1u);
+  // ... and the room that comes with it: new counters are taken too.
+  EXPECT_EQ(s_small.capacity(), s_big.capacity());
+  const Limit fresh[] = {{{"u:fresh@example.com", "rcpt", DAY}, 100}};
+  r = s_small.charge(fresh, 1, T0 + 2, nullptr);
+  ASSERT_TRUE(r.ok()) << r.reason;
+}
+
+TEST(StoreLmdb, NoDescriptorOfTheStoreSurvivesExec) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  LmdbStore s(o);
+  Sender who(10, 10, 10);
+  ASSERT_TRUE(s.charge(who.limits, 1, T0, nullptr).accepted);
+  const std::string gen = LmdbStore::generation_path(o);
+  int seen = 0;
+  DIR* fds = opendir("/proc/self/fd");
+  ASSERT_NE(fds, nullptr);
+  while (struct dirent* e = readdir(fds)) {
+    char target[4096];
+    const std::string link = std::string("/proc/self/fd/") + e->d_name;
+    const ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    if (std::string(target).rfind(gen, 0) != 0) continue;
+    ++seen;
+    const int flags = fcntl(std::atoi(e->d_name), F_GETFD);
+    EXPECT_TRUE(flags != -1 && (flags & FD_CLOEXEC)) << target;
+  }
+  closedir(fds);
+  EXPECT_GE(seen, 1);
+}
+
+TEST(StoreLmdb, AnEditorThatCallsTheStoreGetsAnErrorNotAHang) {
+  TempDir d;
+  LmdbStore s(store_test::options_for(d));
+  Sender who(10, 10, 10);
+  ChargeResult inner;
+  const auto t0 = std::chrono::steady_clock::now();
+  store::Result outer = s.update_record("tg:a:192.0.2.7", T0, [&](auto) {
+    inner = s.charge(who.limits, 1, T0, nullptr);  // misuse: inside the atomic step
+    return store::RecordEdit::put("x", T0 + 1000);
+  });
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_TRUE(outer.ok()) << outer.reason;
+  EXPECT_EQ(inner.status, Status::error);
+  EXPECT_NE(inner.reason.find("writer lock"), std::string::npos) << inner.reason;
+  EXPECT_LT(waited.count(), 1000);
+}

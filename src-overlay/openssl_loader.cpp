@@ -22,7 +22,11 @@ Loaded load_openssl_from(const char* libssl, const char* libcrypto, OpenSsl& tab
   void* crypto = dlopen(libcrypto, RTLD_NOW | RTLD_LOCAL);
   if (crypto == nullptr) return {nullptr, dl_problem("cannot load OpenSSL")};
   void* ssl = dlopen(libssl, RTLD_NOW | RTLD_LOCAL);
-  if (ssl == nullptr) return {nullptr, dl_problem("cannot load OpenSSL")};
+  if (ssl == nullptr) {
+    Loaded failed{nullptr, dl_problem("cannot load OpenSSL")};
+    dlclose(crypto);
+    return failed;
+  }
 
   OpenSsl t;
   const char* missing = nullptr;
@@ -35,7 +39,11 @@ Loaded load_openssl_from(const char* libssl, const char* libcrypto, OpenSsl& tab
 #define QT_OPENSSL_RESOLVE(name) resolve(t.name, #name);
   QT_OPENSSL_FUNCTIONS(QT_OPENSSL_RESOLVE)
 #undef QT_OPENSSL_RESOLVE
-  if (missing != nullptr) return {nullptr, std::string("OpenSSL lacks ") + missing + " (" + libssl + ")"};
+  if (missing != nullptr) {
+    dlclose(ssl);
+    dlclose(crypto);
+    return {nullptr, std::string("OpenSSL lacks ") + missing + " (" + libssl + ")"};
+  }
   table = t;
   return {&table, {}};
 }

@@ -58,11 +58,24 @@ bool Server::prepare(const Settings& settings) {
   const OpenSsl& o = *loaded.lib;
   lib_ = loaded.lib;
   o.ERR_clear_error();
+  if (o.OPENSSL_init_ssl(0, nullptr) != 1) {  // also reads openssl.cnf, the system's policy
+    error_ = "cannot initialise OpenSSL: " + openssl_error(0, SSL_ERROR_SSL);
+    return false;
+  }
   SSL_CTX* ctx = o.SSL_CTX_new(o.TLS_server_method());
   if (ctx == nullptr) {
     error_ = "cannot make a TLS context: " + openssl_error(0, SSL_ERROR_SSL);
     return false;
   }
+  // freed when preparing fails (a client may try STARTTLS again); kept for
+  // the life of the process once it worked
+  struct FreeOnFailure {
+    const OpenSsl& o;
+    SSL_CTX*& ctx;
+    ~FreeOnFailure() {
+      if (ctx != nullptr) o.SSL_CTX_free(ctx);
+    }
+  } guard{o, ctx};
   // TLS 1.2 at least; a stricter system-wide minimum (openssl.cnf) stays
   long min = o.SSL_CTX_ctrl(ctx, SSL_CTRL_GET_MIN_PROTO_VERSION, 0, nullptr);
   if (min < TLS1_2_VERSION && o.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, nullptr) != 1) {
@@ -100,9 +113,9 @@ bool Server::prepare(const Settings& settings) {
     error_ = "cannot make a TLS session: " + openssl_error(0, SSL_ERROR_SSL);
     return false;
   }
-  // Neither is freed: the process ends with the session.
   ctx_ = ctx;
   ssl_ = ssl;
+  ctx = nullptr;  // kept
   return true;
 }
 

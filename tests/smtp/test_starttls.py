@@ -39,6 +39,28 @@ def test_starttls_is_offered_with_a_certificate_and_delivers(qmail):
     assert qh.wait_for(lambda: "qmail-smtpd: tls: started ip 127.0.0.1 version TLSv1." in srv.log())
 
 
+def smtpd_maps(srv) -> str:
+    """The memory map of the one qmail-smtpd running under srv's tcpserver."""
+    pids = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(pids) == 1, pids
+    return open(f"/proc/{pids[0]}/maps").read()
+
+
+def test_openssl_is_loaded_only_when_a_session_starts_tls(qmail):
+    ta.install_cert(qmail.control)
+    srv = qmail.smtpd(args=ta.auth_args())  # TLS and AUTH configured
+    s = ta.connect(srv)
+    s.cmd("EHLO client.example")
+    s.cmd("MAIL FROM:<a@client.example>")
+    maps = smtpd_maps(srv)
+    assert "libssl" not in maps and "libcrypto" not in maps
+    t = ta.starttls(s)
+    assert t.cmd("NOOP") == b"250 ok\r\n"
+    maps = smtpd_maps(srv)
+    assert "libssl.so.3" in maps and "libcrypto.so.3" in maps
+    t.close()
+
+
 def test_plain_sessions_stay_stock_with_a_certificate_present(qmail):
     ta.install_cert(qmail.control)
     srv = qmail.smtpd()

@@ -19,4 +19,6 @@ void hier_overlay()
   c(auto_qmail,"man/cat7","qmail-concurrency.0",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/man8","qmail-newspamt.8",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/cat8","qmail-newspamt.0",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/man8","qmail-smtpd-tls-auth.8",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/cat8","qmail-smtpd-tls-auth.0",auto_uido,auto_gidq,0644);
 }

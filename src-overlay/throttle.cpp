@@ -13,6 +13,7 @@ namespace {
 struct Session {
   std::string remote_ip;
   bool relay_client = false;
+  std::string user;  // the authenticated identity, user@domain; "" before AUTH
 };
 
 Session& session() noexcept {
@@ -26,4 +27,17 @@ extern "C" void throttle_session(const char* remoteip, int relayclient) noexcept
   Session& s = session();
   s.remote_ip = remoteip ? remoteip : "";
   s.relay_client = relayclient != 0;
+}
+
+// Not wired to the limits table and store yet: no authfail limit is
+// configured, so AUTH is never refused here (smtpd_auth's own per-session
+// limit still applies).
+extern "C" int throttle_auth_attempt(void) noexcept { return THROTTLE_OK; }
+
+extern "C" int throttle_auth_failure(void) noexcept { return THROTTLE_OK; }
+
+extern "C" void throttle_user(const char* user) noexcept {
+  Session& s = session();
+  s.user = user ? user : "";
+  s.relay_client = true;
 }

@@ -23,6 +23,20 @@ extern "C" {
    (TCPREMOTEIP) and whether qmail-smtpd treats the client as a relay client. */
 void throttle_session(const char *remoteip, int relayclient) THROTTLE_NOEXCEPT;
 
+/* SMTP AUTH (smtpd_auth.h) and the throttle. The limits table's authfail
+   setting limits failed AUTH exchanges per client IP.
+   throttle_auth_attempt(): at every AUTH command, before any credentials are
+   looked at. THROTTLE_OK: go on; THROTTLE_DEFER: refuse this AUTH with 454;
+   THROTTLE_DROP: 421 and end the session.
+   throttle_auth_failure(): after credentials were refused; charges one
+   failure to the client IP. THROTTLE_DROP: answer 421 instead of 535 and end
+   the session; anything else: 535 as usual.
+   throttle_user(): after AUTH succeeded: from now on the session is a relay
+   client whose limits key on user (user@domain form). */
+int throttle_auth_attempt(void) THROTTLE_NOEXCEPT;
+int throttle_auth_failure(void) THROTTLE_NOEXCEPT;
+void throttle_user(const char *user) THROTTLE_NOEXCEPT;
+
 #ifdef __cplusplus
 }
 #endif

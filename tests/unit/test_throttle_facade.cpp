@@ -16,3 +16,13 @@ TEST(ThrottleFacade, IsCallableFromC) {
   void (*fn)(const char*, int) noexcept = &throttle_session;
   EXPECT_NE(fn, nullptr);
 }
+
+TEST(ThrottleFacade, AuthHooksAnswerOkUntilALimitIsConfigured) {
+  throttle_session("192.0.2.7", 0);
+  EXPECT_EQ(throttle_auth_attempt(), THROTTLE_OK);
+  EXPECT_EQ(throttle_auth_failure(), THROTTLE_OK);
+  throttle_user("alice@example.com");
+  throttle_user(nullptr);
+  static_assert(noexcept(throttle_auth_attempt()) && noexcept(throttle_auth_failure()) &&
+                noexcept(throttle_user("")));
+}

@@ -1,43 +1,53 @@
 // throttle.cpp: the extern "C" facade declared in throttle.h.
 //
-// It holds the per-connection state qmail-smtpd hands over and turns C calls
-// into calls on the C++ parts. Overlay C++ is compiled without exceptions
-// (conf-cxx): errors come back as values, and every entry point is noexcept.
+// One SessionThrottle per qmail-smtpd process (a connection). It is built
+// on first use - a function-local static, not a global constructor - and
+// reads nothing until a decision needs it. Overlay C++ is compiled without
+// exceptions (conf-cxx): errors come back as values; every entry point is
+// noexcept.
 
 #include "throttle.h"
 
-#include <string>
+#include <unistd.h>
+
+#include "session_throttle.h"
 
 namespace {
 
-struct Session {
-  std::string remote_ip;
-  bool relay_client = false;
-  std::string user;  // the authenticated identity, user@domain; "" before AUTH
-};
-
-Session& session() noexcept {
-  static Session s;  // constructed on first use: no global constructor
+throttle::SessionThrottle& session() noexcept {
+  static throttle::SessionThrottle s;
   return s;
+}
+
+int decision(throttle::Decision d) noexcept {
+  switch (d) {
+    case throttle::Decision::defer: return THROTTLE_DEFER;
+    case throttle::Decision::drop: return THROTTLE_DROP;
+    default: return THROTTLE_OK;
+  }
 }
 
 }  // namespace
 
 extern "C" void throttle_session(const char* remoteip, int relayclient) noexcept {
-  Session& s = session();
-  s.remote_ip = remoteip ? remoteip : "";
-  s.relay_client = relayclient != 0;
+  session().start(remoteip ? remoteip : "", relayclient != 0);
 }
 
-// Not wired to the limits table and store yet: no authfail limit is
-// configured, so AUTH is never refused here (smtpd_auth's own per-session
-// limit still applies).
-extern "C" int throttle_auth_attempt(void) noexcept { return THROTTLE_OK; }
+extern "C" int throttle_relaylimited(void) noexcept { return session().relay_limited() ? 1 : 0; }
 
-extern "C" int throttle_auth_failure(void) noexcept { return THROTTLE_OK; }
+extern "C" int throttle_rcpt(void) noexcept { return decision(session().rcpt()); }
 
-extern "C" void throttle_user(const char* user) noexcept {
-  Session& s = session();
-  s.user = user ? user : "";
-  s.relay_client = true;
+extern "C" void throttle_transaction(int queued) noexcept { session().end_transaction(queued != 0); }
+
+extern "C" const char* throttle_reply(void) noexcept { return session().reply().c_str(); }
+
+extern "C" void throttle_exit(int status) noexcept {
+  session().end_transaction(false);
+  _exit(status);
 }
+
+extern "C" int throttle_auth_attempt(void) noexcept { return decision(session().auth_attempt()); }
+
+extern "C" int throttle_auth_failure(void) noexcept { return decision(session().auth_failure()); }
+
+extern "C" void throttle_user(const char* user) noexcept { session().set_user(user ? user : ""); }

@@ -20,17 +20,42 @@ extern "C" {
 #define THROTTLE_DROP 2   /* answer throttle_reply(), flush, end the session */
 
 /* Once per connection, after qmail-smtpd's setup(): the client address
-   (TCPREMOTEIP) and whether qmail-smtpd treats the client as a relay client. */
+   (TCPREMOTEIP) and whether qmail-smtpd treats the client as a relay client.
+   Reads no file. */
 void throttle_session(const char *remoteip, int relayclient) THROTTLE_NOEXCEPT;
+
+/* Relay limits (the limits table's rcpt= and msg=, see spamt(5)).
+   throttle_relaylimited(): 1 when relay limits apply to this session, so
+   qmail-smtpd must tell relayed recipients (domain not in rcpthosts) apart;
+   0 for clients that are not relay clients, exempt ones, NOTHROTTLE, or no
+   table. throttle_rcpt(): a relayed recipient that passed every other check
+   is about to be accepted; charges it (and, for the transaction's first, the
+   message) on every applicable budget at once, or nothing.
+   throttle_transaction(): the transaction ended; queued: 1 when the message
+   was queued (the charges stay), 0 for RSET, a new MAIL, HELO/EHLO,
+   STARTTLS or a refused DATA (they are given back). */
+int throttle_relaylimited(void) THROTTLE_NOEXCEPT;
+int throttle_rcpt(void) THROTTLE_NOEXCEPT;
+void throttle_transaction(int queued) THROTTLE_NOEXCEPT;
+
+/* The reply for a THROTTLE_DEFER or THROTTLE_DROP decision, CRLF included. */
+const char *throttle_reply(void) THROTTLE_NOEXCEPT;
+
+/* Every exit of qmail-smtpd: gives back what an unfinished transaction was
+   charged, then _exit(status). qmail-smtpd.c maps _exit to it. */
+#ifdef __cplusplus
+[[noreturn]]
+#endif
+void throttle_exit(int status) THROTTLE_NOEXCEPT;
 
 /* SMTP AUTH (smtpd_auth.h) and the throttle. The limits table's authfail
    setting limits failed AUTH exchanges per client IP.
    throttle_auth_attempt(): at every AUTH command, before any credentials are
-   looked at. THROTTLE_OK: go on; THROTTLE_DEFER: refuse this AUTH with 454;
-   THROTTLE_DROP: 421 and end the session.
+   looked at. THROTTLE_OK: go on; THROTTLE_DEFER: answer throttle_reply()
+   (454) to this AUTH; THROTTLE_DROP: throttle_reply() and end the session.
    throttle_auth_failure(): after credentials were refused; charges one
-   failure to the client IP. THROTTLE_DROP: answer 421 instead of 535 and end
-   the session; anything else: 535 as usual.
+   failure to the client IP. THROTTLE_DROP: answer throttle_reply() (421)
+   instead of 535 and end the session; anything else: 535 as usual.
    throttle_user(): after AUTH succeeded: from now on the session is a relay
    client whose limits key on user (user@domain form). */
 int throttle_auth_attempt(void) THROTTLE_NOEXCEPT;

@@ -1,0 +1,211 @@
+// session_throttle.cpp: see session_throttle.h.
+
+#include "session_throttle.h"
+
+#include <cstdlib>
+
+#include "control_file.h"
+#include "logline.h"
+
+namespace throttle {
+
+namespace {
+
+constexpr const char fail_closed_rcpt[] = "451 4.3.0 relay limits are temporarily unavailable, try again later\r\n";
+constexpr const char fail_closed_auth[] = "454 4.3.0 authentication is temporarily unavailable, try again later\r\n";
+constexpr const char auth_drop[] = "421 4.7.0 too many authentication failures, closing connection\r\n";
+
+std::string_view policy_name(bool fail_closed) { return fail_closed ? "fail-closed" : "fail-open"; }
+
+}  // namespace
+
+Config config_from_qmail() {
+  Config c;
+  c.store.directory = "throttle";
+  c.disabled = std::getenv("NOTHROTTLE") != nullptr;
+  c.fail_closed = control_file::first_line("control/throttlefail") == "closed";
+  std::string mib = control_file::first_line("control/throttlestoresize");
+  if (!mib.empty()) {
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(mib.c_str(), &end, 10);
+    if (end != nullptr && *end == '\0' && n >= 1 && n <= (std::uint64_t{1} << 20))
+      c.store.map_size = static_cast<std::size_t>(n) << 20;
+  }
+  return c;
+}
+
+SessionThrottle::SessionThrottle(Clock clock, Log log) noexcept : clock_(clock), log_(log) {}
+
+SessionThrottle::~SessionThrottle() = default;
+
+void SessionThrottle::configure(Config config) { config_.emplace(std::move(config)); }
+
+const Config& SessionThrottle::config() {
+  if (!config_) config_.emplace(config_from_qmail());
+  return *config_;
+}
+
+void SessionThrottle::log(const std::string& line) const noexcept {
+  if (log_ != nullptr)
+    log_(line);
+  else
+    logline::emit(line);
+}
+
+void SessionThrottle::start(std::string_view ip, bool relay_client) {
+  ip_.assign(ip);
+  relay_client_ = relay_client;
+}
+
+void SessionThrottle::set_user(std::string_view user) {
+  user_.assign(user);
+  relay_client_ = true;
+  if (table_state_ == TableState::ok) table_state_ = TableState::unknown;  // look up again, with the user
+}
+
+SessionThrottle::TableState SessionThrottle::table_state() {
+  if (table_state_ != TableState::unknown) return table_state_;
+  if (!table_) {
+    table_.emplace();
+    spamt::TableStatus s = table_->open(config().table_path.c_str());
+    if (s == spamt::TableStatus::missing) return table_state_ = TableState::none;
+    if (s != spamt::TableStatus::ok) {
+      log("throttle: table fault ip " + logline::field(ip_) + " " + config().table_path + ": " +
+          std::string(spamt::status_name(s)) + ": " + std::string(policy_name(config().fail_closed)));
+      return table_state_ = TableState::fault;
+    }
+  } else if (table_->status() != spamt::TableStatus::ok) {
+    return table_state_ = TableState::fault;
+  }
+  if (!lookup_) lookup_.emplace();
+  spamt::LookupStatus ls = table_->lookup(ip_, user_, *lookup_);
+  if (ls != spamt::LookupStatus::ok) {
+    log("throttle: table fault ip " + logline::field(ip_) + " lookup: " + std::string(spamt::status_name(ls)) +
+        ": " + std::string(policy_name(config().fail_closed)));
+    return table_state_ = TableState::fault;
+  }
+  return table_state_ = TableState::ok;
+}
+
+const spamt::Lookup* SessionThrottle::lookup() {
+  return table_state() == TableState::ok ? &*lookup_ : nullptr;
+}
+
+store::Store* SessionThrottle::store() {
+  if (!store_) store_.emplace(config().store);
+  return &*store_;
+}
+
+bool SessionThrottle::relay_limited() {
+  if (!relay_client_ || config().disabled) return false;
+  switch (table_state()) {
+    case TableState::ok: return !lookup_->exempt() && !lookup_->relay().empty();
+    case TableState::fault: return config().fail_closed;
+    default: return false;
+  }
+}
+
+Decision SessionThrottle::store_fault(const std::string& what, store::Status status, const std::string& reason,
+                                      bool auth) {
+  bool closed = config().fail_closed;
+  if (!store_fault_logged_ || closed) {
+    log("throttle: store fault ip " + logline::field(ip_) + " " + what + ": " +
+        std::string(store::status_name(status)) + " (" + logline::text(reason) + "): " +
+        std::string(policy_name(closed)));
+    store_fault_logged_ = true;
+  }
+  if (!closed) return Decision::ok;
+  reply_ = auth ? fail_closed_auth : fail_closed_rcpt;
+  return Decision::defer;
+}
+
+Decision SessionThrottle::rcpt() {
+  if (!relay_limited()) return Decision::ok;
+  if (table_state_ == TableState::fault) {  // relay_limited(): fail-closed
+    reply_ = fail_closed_rcpt;
+    return Decision::defer;
+  }
+  store::Limit counters[relay_policy::max_counters];
+  relay_policy::CounterOrigin origins[relay_policy::max_counters];
+  std::size_t n = relay_policy::counters_for_rcpt(lookup_->relay(), !charged_in_transaction_, counters, origins);
+  if (n == 0) return Decision::ok;
+  store::ChargeResult r = store()->charge({counters, n}, 1, clock_(), &receipt_);
+  if (!r.ok()) return store_fault("charge", r.status, r.reason, false);
+  if (!r.accepted) {
+    const store::Refusal& f = r.refusal;
+    relay_policy::Verdict v = relay_policy::refusal(origins[f.index], f.used, f.limit, f.retry_after_ms, ip_);
+    log(v.log);
+    reply_ = std::move(v.reply);
+    return v.code == 421 ? Decision::drop : Decision::defer;
+  }
+  charged_in_transaction_ = true;
+  return Decision::ok;
+}
+
+void SessionThrottle::end_transaction(bool queued) {
+  charged_in_transaction_ = false;
+  if (receipt_.empty()) return;
+  if (queued) {
+    receipt_.clear();
+    return;
+  }
+  store::Result r = store()->refund(receipt_, clock_());
+  if (!r.ok()) {
+    log("throttle: store fault ip " + logline::field(ip_) + " refund: " + std::string(store::status_name(r.status)) +
+        " (" + logline::text(r.reason) + "): charges kept");
+    receipt_.clear();
+  }
+}
+
+Decision SessionThrottle::auth_attempt() {
+  if (config().disabled) return Decision::ok;
+  TableState t = table_state();
+  if (t == TableState::fault) {
+    if (!config().fail_closed) return Decision::ok;
+    reply_ = fail_closed_auth;
+    return Decision::defer;
+  }
+  if (t != TableState::ok) return Decision::ok;
+  const spamt::AuthFailLimit& a = lookup_->authfail();
+  if (a.windows->empty()) return Decision::ok;
+  std::vector<store::CounterUsage> usage;
+  std::uint64_t now = clock_();
+  store::Result r = store()->usage(a.key, now, usage);
+  if (!r.ok()) return store_fault("usage", r.status, r.reason, true);
+  for (const spamt::Window& w : *a.windows) {
+    for (const store::CounterUsage& u : usage) {
+      if (u.metric != relay_policy::authfail_metric || u.window_seconds != w.seconds || u.used < w.limit) continue;
+      char period[16];
+      std::string p(period, spamt::format_period(w.seconds, period));
+      log("throttle: auth limit " + relay_policy::describe_key(a.key) + " ip " + logline::field(ip_) +
+          " authfail " + std::to_string(u.used) + "/" + std::to_string(w.limit) + " per " + p + ": 454");
+      reply_ = "454 4.7.0 too many authentication failures from your address; try again in " +
+               relay_policy::describe_wait(u.next_release_ms) + "\r\n";
+      return Decision::defer;
+    }
+  }
+  return Decision::ok;
+}
+
+Decision SessionThrottle::auth_failure() {
+  if (config().disabled || table_state() != TableState::ok) return Decision::ok;
+  const spamt::AuthFailLimit& a = lookup_->authfail();
+  store::Limit counters[spamt::max_windows];
+  std::size_t n = relay_policy::counters_for_authfail(a, counters);
+  if (n == 0) return Decision::ok;
+  store::ChargeResult r = store()->charge({counters, n}, 1, clock_(), nullptr);
+  if (!r.ok()) {
+    // The failure is answered 535 either way; fail-closed cannot make it worse.
+    store_fault("charge", r.status, r.reason, true);
+    return Decision::ok;
+  }
+  if (r.accepted) return Decision::ok;
+  char period[16];
+  std::string p(period, spamt::format_period(counters[r.refusal.index].key.window_seconds, period));
+  log("throttle: auth limit " + relay_policy::describe_key(a.key) + " ip " + logline::field(ip_) + " authfail " +
+      std::to_string(r.refusal.used) + "/" + std::to_string(r.refusal.limit) + " per " + p + ": 421");
+  reply_ = auth_drop;
+  return Decision::drop;
+}
+
+}  // namespace throttle

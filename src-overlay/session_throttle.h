@@ -1,0 +1,121 @@
+// session_throttle.h: one qmail-smtpd connection's view of the throttle.
+//
+// It holds what a connection needs - the client, the limits table opened
+// once, the store opened at the first decision, the transaction's receipt -
+// and makes the decisions throttle.h hands to qmail-smtpd.c:
+//
+//   relay limits  rcpt() for a relayed recipient that passed every stock
+//                 check; end_transaction() when the transaction is queued
+//                 (the charges stay) or abandoned (they are given back);
+//   AUTH          auth_attempt() before credentials are read, auth_failure()
+//                 after they were refused (the table's authfail= limit, per
+//                 client address).
+//
+// Nothing is read before it is needed: a connection that never relays and
+// never tries AUTH opens no file. Faults of the table or the store follow
+// the configured policy - fail-open (the default, as the rcptcheck script
+// did) or fail-closed (temporary refusal) - with one log line each.
+//
+// Clock and log are injected, so unit tests drive time and read the lines.
+
+#ifndef QT_SESSION_THROTTLE_H
+#define QT_SESSION_THROTTLE_H
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "limits_table.h"
+#include "relay_policy.h"
+#include "store.h"
+#include "store_lmdb.h"
+
+namespace throttle {
+
+enum class Decision : std::uint8_t { ok, defer, drop };
+
+struct Config {
+  std::string table_path = "control/spamt.cdb";
+  store::LmdbOptions store;  // directory: "throttle" (qmail-smtpd runs in QMAIL_HOME)
+  bool fail_closed = false;  // control/throttlefail: "closed"
+  bool disabled = false;     // NOTHROTTLE in the environment (tcprules)
+};
+
+// qmail-smtpd's configuration, read in QMAIL_HOME: NOTHROTTLE from the
+// environment, control/throttlefail, control/throttlestoresize (MiB).
+Config config_from_qmail();
+
+class SessionThrottle {
+ public:
+  using Clock = std::uint64_t (*)() noexcept;
+  using Log = void (*)(std::string_view) noexcept;
+
+  // `config` may be given later (configure()): qmail-smtpd reads it only
+  // when a decision needs it.
+  explicit SessionThrottle(Clock clock = window::clock_ms, Log log = nullptr) noexcept;
+  ~SessionThrottle();
+  SessionThrottle(const SessionThrottle&) = delete;
+  SessionThrottle& operator=(const SessionThrottle&) = delete;
+
+  void configure(Config config);
+  bool configured() const noexcept { return config_.has_value(); }
+
+  // The client (TCPREMOTEIP) and whether it is a relay client (RELAYCLIENT).
+  void start(std::string_view ip, bool relay_client);
+  // AUTH succeeded: limits now key on `user` (user@domain), and the session
+  // relays.
+  void set_user(std::string_view user);
+
+  // Do relay limits apply to this session? When true, qmail-smtpd tells
+  // relayed recipients (domain not in rcpthosts) apart and calls rcpt().
+  bool relay_limited();
+  // One relayed recipient that passed every other check.
+  Decision rcpt();
+  // The transaction ends: queued keeps its charges, anything else gives
+  // them back. Cheap when nothing was charged.
+  void end_transaction(bool queued);
+
+  Decision auth_attempt();
+  Decision auth_failure();
+
+  // The reply to a defer or drop decision, CRLF-terminated.
+  const std::string& reply() const noexcept { return reply_; }
+
+  // For the teergrube and tests: the lookup of this client (nullptr when
+  // there is no usable table) and the store (opened on demand).
+  const spamt::Lookup* lookup();
+  store::Store* store();
+  bool store_fault_logged() const noexcept { return store_fault_logged_; }
+
+ private:
+  enum class TableState : std::uint8_t { unknown, none, ok, fault };
+
+  const Config& config();
+  TableState table_state();  // opens and looks up on first use
+  Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,
+                       bool auth);
+  void log(const std::string& line) const noexcept;
+
+  Clock clock_;
+  Log log_;
+  std::optional<Config> config_;
+  std::string ip_;
+  std::string user_;
+  bool relay_client_ = false;
+
+  std::optional<spamt::LimitsTable> table_;  // constructed on first use
+  std::optional<spamt::Lookup> lookup_;
+  TableState table_state_ = TableState::unknown;
+
+  std::optional<store::LmdbStore> store_;
+  bool store_fault_logged_ = false;
+  store::Receipt receipt_;  // this transaction's charges
+  bool charged_in_transaction_ = false;
+  std::string reply_;
+};
+
+}  // namespace throttle
+
+#endif

@@ -10,6 +10,7 @@ extern void c();
 void hier_overlay()
 {
   c(auto_qmail,"bin","qmail-newspamt",auto_uido,auto_gidq,0755);
+  c(auto_qmail,"bin","qmail-throttlectl",auto_uido,auto_gidq,0755);
 
   c(auto_qmail,"man/man5","spamt.5",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/cat5","spamt.0",auto_uido,auto_gidq,0644);
@@ -21,4 +22,6 @@ void hier_overlay()
   c(auto_qmail,"man/cat8","qmail-newspamt.0",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/man8","qmail-smtpd-tls-auth.8",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/cat8","qmail-smtpd-tls-auth.0",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/man8","qmail-throttlectl.8",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/cat8","qmail-throttlectl.0",auto_uido,auto_gidq,0644);
 }

@@ -63,6 +63,7 @@ def qmail():
     q.control.reset()
     q.queue.clear()
     qh.reset_users()
+    qh.reset_throttle()
     try:
         yield q
     finally:

@@ -500,6 +500,18 @@ def reset_users(home: Path = HOME) -> None:
     shutil.rmtree(home / "testmail", ignore_errors=True)
 
 
+def reset_throttle(home: Path = HOME) -> Path:
+    """An empty state directory for the relay limits, as make install leaves
+    it: throttle/, owned by qmaild, mode 0700."""
+    d = home / "throttle"
+    subprocess.run(["umount", "-q", str(d)], capture_output=True)  # a test's tmpfs
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(mode=0o700)
+    os.chown(d, *uid_gid())
+    os.chmod(d, 0o700)
+    return d
+
+
 def wait_for(predicate, timeout: float = 10, interval: float = 0.05):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -1,0 +1,234 @@
+// qmail-throttlectl: see and reset what the relay limits have counted.
+//
+//   qmail-throttlectl [-d DIR] show IDENTITY ...
+//   qmail-throttlectl [-d DIR] top [-n N] [rcpt|msg|authfail]
+//   qmail-throttlectl [-d DIR] reset IDENTITY ...
+//   qmail-throttlectl [-d DIR] expire
+//   qmail-throttlectl [-d DIR] stats
+//   qmail-throttlectl [-d DIR] repair
+//
+// It runs in QMAIL_HOME (or DIR) and opens the store exactly as qmail-smtpd
+// does (throttle/, control/throttlestoresize). Run as root, every store file
+// it creates or touches is given to the owner of throttle/, so qmail-smtpd
+// can always open it. Exit codes: 0 done, 100 usage or a bad identity, 111
+// a store fault. See doc/qmail-throttlectl.8.
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "limits_table.h"
+#include "relay_policy.h"
+#include "session_throttle.h"
+#include "spamt_syntax.h"
+#include "store_lmdb.h"
+
+extern "C" char auto_qmail[];  // auto_qmail.c
+
+namespace {
+
+constexpr const char* me = "qmail-throttlectl";
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr,
+               "%s: usage: %s [-d dir] show identity ...\n"
+               "       %s [-d dir] top [-n count] [rcpt|msg|authfail]\n"
+               "       %s [-d dir] reset identity ...\n"
+               "       %s [-d dir] expire|stats|repair\n",
+               me, me, me, me, me);
+  std::exit(100);
+}
+
+[[noreturn]] void fatal(const std::string& what, int code = 111) {
+  std::fprintf(stderr, "%s: fatal: %s\n", me, what.c_str());
+  std::exit(code);
+}
+
+void check(const store::Result& r, const char* what) {
+  if (!r.ok())
+    fatal(std::string(what) + ": store " + std::string(store::status_name(r.status)) + ": " + r.reason);
+}
+
+std::string period(std::uint32_t seconds) {
+  char buf[16];
+  return std::string(buf, spamt::format_period(seconds, buf));
+}
+
+// "3h12m", "45s": how long until something frees up.
+std::string duration(std::uint64_t ms) {
+  if (ms == window::never) return "never";
+  std::uint64_t s = (ms + 999) / 1000;
+  std::string out;
+  if (s >= 86400) out += std::to_string(s / 86400) + "d", s %= 86400;
+  if (s >= 3600) out += std::to_string(s / 3600) + "h", s %= 3600;
+  if (s >= 60) out += std::to_string(s / 60) + "m", s %= 60;
+  if (s > 0 || out.empty()) out += std::to_string(s) + "s";
+  return out;
+}
+
+// The budget keys an identity on the command line stands for: its own, and
+// for an IPv6 address also its /64 (clients without an entry of their own
+// are counted per /64).
+std::vector<std::string> keys_for(const char* word) {
+  std::string error;
+  std::optional<spamt::Identity> id = spamt::parse_identity(word, &error);
+  if (!id) fatal(std::string(word) + ": " + error, 100);
+  if (id->kind == spamt::Kind::fallback)
+    fatal("default has no counters of its own: name a user, domain or address", 100);
+  std::vector<std::string> keys{id->budget_key()};
+  if (id->kind == spamt::Kind::address && id->network.address.bits() == 128) {
+    spamt::Identity block = *id;
+    block.kind = spamt::Kind::network;
+    block.network = ip::Network{ip::masked(id->network.address, 64), 64};
+    keys.push_back(block.budget_key());
+  }
+  return keys;
+}
+
+void print_counter(const store::CounterUsage& u, bool with_identity) {
+  if (with_identity) std::printf("%s ", relay_policy::describe_key(u.identity).c_str());
+  std::printf("%s per %s: %llu used", u.metric.c_str(), period(u.window_seconds).c_str(),
+              static_cast<unsigned long long>(u.used));
+  if (u.limit != 0) {
+    unsigned long long left = u.used >= u.limit ? 0 : u.limit - u.used;
+    std::printf(" of %u, %llu left", u.limit, left);
+  }
+  if (u.used != 0) std::printf(", next frees in %s", duration(u.next_release_ms).c_str());
+  std::printf("\n");
+}
+
+int show(store::LmdbStore& s, char** words, int n) {
+  std::uint64_t now = window::clock_ms();
+  std::vector<store::CounterUsage> usage;
+  for (int i = 0; i < n; ++i) {
+    for (const std::string& key : keys_for(words[i])) {
+      check(s.usage(key, now, usage), "show");
+      std::printf("%s:", relay_policy::describe_key(key).c_str());
+      if (usage.empty()) {
+        std::printf(" nothing counted\n");
+        continue;
+      }
+      std::printf("\n");
+      for (const store::CounterUsage& u : usage) {
+        std::printf("  ");
+        print_counter(u, false);
+      }
+    }
+  }
+  return 0;
+}
+
+int top(store::LmdbStore& s, std::size_t count, std::string_view metric) {
+  std::vector<store::CounterUsage> usage;
+  check(s.top(count, metric, window::clock_ms(), usage), "top");
+  for (const store::CounterUsage& u : usage) print_counter(u, true);
+  return 0;
+}
+
+int reset(store::LmdbStore& s, char** words, int n) {
+  std::uint64_t now = window::clock_ms();
+  for (int i = 0; i < n; ++i) {
+    for (const std::string& key : keys_for(words[i])) {
+      std::size_t removed = 0;
+      check(s.reset(key, now, &removed), "reset");
+      std::printf("%s: %zu counter%s reset\n", relay_policy::describe_key(key).c_str(), removed,
+                  removed == 1 ? "" : "s");
+    }
+  }
+  return 0;
+}
+
+int expire(store::LmdbStore& s) {
+  std::size_t total = 0;
+  for (;;) {  // in slices: writers wait for the lock meanwhile, not for all of it
+    std::size_t removed = 0;
+    check(s.expire(window::clock_ms(), 1000, &removed), "expire");
+    total += removed;
+    if (removed < 1000) break;
+  }
+  std::printf("%zu idle entr%s removed\n", total, total == 1 ? "y" : "ies");
+  return 0;
+}
+
+int stats(store::LmdbStore& s, const store::LmdbOptions& o) {
+  store::Stats st;
+  check(s.stats(st), "stats");
+  std::printf("store %s\n", store::LmdbStore::generation_path(o).c_str());
+  std::printf("counters %llu\nrecords %llu\n", static_cast<unsigned long long>(st.counters),
+              static_cast<unsigned long long>(st.records));
+  std::printf("bytes used %llu of %llu\nfile bytes %llu\n", static_cast<unsigned long long>(st.bytes_used),
+              static_cast<unsigned long long>(st.bytes_max), static_cast<unsigned long long>(st.file_bytes));
+  return 0;
+}
+
+int repair(const store::LmdbOptions& o) {
+  std::string moved;
+  check(store::LmdbStore::set_aside(o, window::clock_ms(), &moved), "repair");
+  if (moved.empty())
+    std::printf("no store to set aside\n");
+  else
+    std::printf("store set aside as %s; qmail-smtpd starts an empty one\n", moved.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* dir = auto_qmail;
+  int opt;
+  while ((opt = ::getopt(argc, argv, "+d:")) != -1) {
+    if (opt == 'd')
+      dir = optarg;
+    else
+      usage();
+  }
+  if (optind >= argc) usage();
+  std::string_view cmd = argv[optind++];
+  if (::chdir(dir) != 0) fatal(std::string("unable to chdir to ") + dir + ": " + std::strerror(errno));
+  ::umask(077);
+
+  throttle::Config config = throttle::config_from_qmail();
+  struct stat st;
+  if (::stat(config.store.directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    fatal(std::string("no state directory ") + dir + "/" + config.store.directory +
+          " (make install creates it, owned by the user qmail-smtpd runs as)");
+
+  if (cmd == "repair") {
+    if (optind != argc) usage();
+    return repair(config.store);
+  }
+  store::LmdbStore s(config.store);
+  if (cmd == "show" || cmd == "reset") {
+    if (optind >= argc) usage();
+    return cmd == "show" ? show(s, argv + optind, argc - optind) : reset(s, argv + optind, argc - optind);
+  }
+  if (cmd == "top") {
+    std::size_t count = 10;
+    int o;
+    while ((o = ::getopt(argc, argv, "n:")) != -1) {
+      if (o != 'n') usage();
+      char* end = nullptr;
+      unsigned long n = std::strtoul(optarg, &end, 10);
+      if (end == optarg || *end != '\0' || n == 0 || n > 100000) usage();
+      count = n;
+    }
+    std::string_view metric;
+    if (optind < argc) metric = argv[optind++];
+    if (optind != argc) usage();
+    if (!metric.empty() && metric != relay_policy::rcpt_metric && metric != relay_policy::msg_metric &&
+        metric != relay_policy::authfail_metric)
+      usage();
+    return top(s, count, metric);
+  }
+  if (optind != argc) usage();
+  if (cmd == "expire") return expire(s);
+  if (cmd == "stats") return stats(s, config.store);
+  usage();
+}

@@ -1,0 +1,71 @@
+"""Helpers for the relay-limit tests: the limits table, qmail-throttlectl,
+relay clients and what they were told."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import qmail_harness as qh
+import tlsauth as ta
+
+RELAY = {"RELAYCLIENT": ""}
+
+
+def table(qmail, text: str) -> None:
+    """control/spamt, compiled by the installed qmail-newspamt."""
+    qmail.control.write("spamt", text)
+    r = subprocess.run([str(qh.HOME / "bin/qmail-newspamt"), "-d", str(qh.HOME)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def throttlectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([str(qh.HOME / "bin/qmail-throttlectl"), "-d", str(qh.HOME), *args],
+                       capture_output=True, text=True, timeout=30)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def used(identity: str, metric: str = "rcpt") -> int:
+    """What qmail-throttlectl show says is used of `metric` (0: nothing)."""
+    out = throttlectl("show", identity).stdout
+    m = re.search(rf"^  {metric} per \S+: (\d+) used", out, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def session(srv: qh.SmtpServer, helo: bool = True, timeout: float = 30) -> qh.Session:
+    s = ta.connect(srv, timeout=timeout)
+    if helo:
+        assert s.cmd("HELO client.example").startswith(b"250 ")
+    return s
+
+
+def auth_session(srv: qh.SmtpServer, user: str, password: str, timeout: float = 30) -> qh.Session:
+    """STARTTLS, then AUTH PLAIN as user."""
+    s = ta.connect(srv, timeout=timeout)
+    assert s.cmd("EHLO client.example").startswith(b"250")
+    t = ta.starttls(s)
+    assert t.cmd("EHLO client.example").startswith(b"250")
+    reply = t.cmd("AUTH PLAIN " + ta.plain(user, password))
+    assert reply.startswith(b"235 "), reply
+    return t
+
+
+def rcpts(s: qh.Session, addresses) -> list[bytes]:
+    """RCPT TO for each address; the replies."""
+    return [s.cmd(f"RCPT TO:<{a}>") for a in addresses]
+
+
+def far(n: int, start: int = 0, domain: str = "far.example") -> list[str]:
+    return [f"r{i}@{domain}" for i in range(start, start + n)]
+
+
+def data(s: qh.Session, body: str = "Subject: test\r\n\r\nhello\r\n") -> bytes:
+    assert s.cmd("DATA").startswith(b"354 ")
+    return s.cmd(body + ".")
+
+
+def accepted(replies) -> int:
+    return sum(1 for r in replies if r.startswith(b"250 "))

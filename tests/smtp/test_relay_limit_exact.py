@@ -1,0 +1,155 @@
+"""Limit N means N: many qmail-smtpd processes charging one budget at once,
+and processes killed with SIGKILL in the middle of it."""
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import qmail_harness as qh
+import relaylimits as rl
+import tlsauth as ta
+
+SESSIONS = 100
+
+# tcpserver listens with a backlog of 20: a hundred connects at once would
+# overflow it (the kernel then drops handshakes silently); connect a few at a
+# time, then start the recipients together.
+CONNECTING = threading.Semaphore(8)
+
+
+def relay_run(srv, n_rcpts: int, start: threading.Barrier | None = None, auth=None):
+    """One session: MAIL, n_rcpts relayed recipients as fast as the server
+    answers, DATA when any was accepted. Returns (accepted, queued)."""
+    try:
+        with CONNECTING:
+            s = rl.auth_session(srv, *auth, timeout=60) if auth else rl.session(srv, timeout=60)
+        if start is not None:
+            start.wait(timeout=60)
+        s.cmd("MAIL FROM:<a@client.example>")
+        got = rl.accepted(rl.rcpts(s, rl.far(n_rcpts)))
+        queued = got > 0 and rl.data(s).startswith(b"250 ok ")
+        s.cmd("QUIT")
+        s.close()
+        return got, queued
+    except (OSError, AssertionError) as e:
+        if start is not None:
+            start.abort()
+        return repr(e)
+
+
+def test_hundred_parallel_sessions_of_one_client_get_exactly_n(qmail):
+    limit = 237
+    rl.table(qmail, f"default rcpt={limit}/1h\n")
+    srv = qmail.smtpd(env=rl.RELAY, concurrency=SESSIONS + 10)
+    start = threading.Barrier(SESSIONS)
+    with ThreadPoolExecutor(SESSIONS) as pool:
+        results = list(pool.map(lambda _: relay_run(srv, 5, start), range(SESSIONS)))
+    assert [r for r in results if isinstance(r, str)] == []
+    assert sum(got for got, _ in results) == limit
+    msgs = qmail.queue.messages()
+    assert sum(len(m["rcpts"]) for m in msgs) == limit
+    assert rl.used("127.0.0.1") == limit
+    assert srv.log().count("rcpt 237/237 per 1h: 451\n") == SESSIONS * 5 - limit
+
+
+def test_parallel_sessions_of_one_authenticated_user_get_exactly_n(qmail):
+    limit = 77
+    sessions = 40
+    ta.install_cert(qmail.control)
+    rl.table(qmail, f"alice@test.example rcpt={limit}/1d\n")
+    srv = qmail.smtpd(args=ta.auth_args(), concurrency=sessions + 10)
+    start = threading.Barrier(sessions)
+    with ThreadPoolExecutor(sessions) as pool:
+        results = list(pool.map(lambda _: relay_run(srv, 4, start, ("alice", "correct horse")), range(sessions)))
+    assert [r for r in results if isinstance(r, str)] == []
+    assert sum(got for got, _ in results) == limit
+    assert sum(len(m["rcpts"]) for m in qmail.queue.messages()) == limit
+    assert rl.used("alice@test.example") == limit
+
+
+def smtpd_pids(srv) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_sigkill_storm_leaves_no_stuck_lock_and_exact_counts(qmail):
+    """Processes killed mid-update neither block the store nor corrupt it.
+    A killed process cannot give back its unfinished transaction, so its
+    charges stay (the documented rule): afterwards the count is the queued
+    recipients plus what killed sessions had been granted, give or take the
+    one charge a killed process may have committed without answering it, and
+    the budget left is exactly the limit minus that count."""
+    limit = 100000
+    rl.table(qmail, f"default rcpt={limit}/1h\n")
+    srv = qmail.smtpd(env=rl.RELAY, concurrency=60)
+    stop = threading.Event()
+    lock = threading.Lock()
+    granted = {"queued": 0, "unfinished": 0, "sessions": 0}
+
+    def one_session():
+        """Returns (granted, queued); granted counts 250s received."""
+        got = 0
+        try:
+            s = rl.session(srv, timeout=10)
+        except (OSError, AssertionError):
+            return 0, False  # killed before the greeting: nothing granted
+        try:
+            s.cmd("MAIL FROM:<a@client.example>")
+            for a in rl.far(20):  # one at a time: a kill ends the loop
+                r = s.cmd(f"RCPT TO:<{a}>")
+                if not r:
+                    return got, False  # killed
+                assert r.startswith(b"250 "), r  # never refused: the limit is far
+                got += 1
+            if s.cmd("DATA").startswith(b"354 ") and s.cmd("Subject: x\r\n\r\nx\r\n.").startswith(b"250 ok "):
+                return got, True
+            return got, False
+        except OSError:
+            return got, False
+        finally:
+            s.close()
+
+    def client():
+        while not stop.is_set():
+            got, queued = one_session()
+            with lock:
+                granted["queued" if queued else "unfinished"] += got
+                granted["sessions"] += queued
+
+    killed = 0
+    with ThreadPoolExecutor(40) as pool:
+        futures = [pool.submit(client) for _ in range(40)]
+        end = time.monotonic() + 6
+        rnd = random.Random(7)
+        while time.monotonic() < end:
+            pids = smtpd_pids(srv)
+            for pid in rnd.sample(pids, min(len(pids), 5)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        stop.set()
+        for f in futures:
+            f.result(timeout=60)
+    assert killed > 50 and granted["sessions"] > 20
+    assert qh.wait_for(lambda: smtpd_pids(srv) == [], 10)
+    count = rl.used("127.0.0.1")
+    low = granted["queued"]
+    high = granted["queued"] + granted["unfinished"] + killed
+    assert low <= count <= high, (count, granted, killed)
+    assert sum(len(m["rcpts"]) for m in qmail.queue.messages()) >= granted["queued"]
+    # No stuck lock, no corrupt count: the budget left is exactly limit - count.
+    rl.table(qmail, f"default rcpt={count + 7}/1h\n")
+    t0 = time.monotonic()
+    s = rl.session(srv)
+    s.cmd("MAIL FROM:<a@client.example>")
+    assert rl.accepted(rl.rcpts(s, rl.far(10))) == 7
+    assert time.monotonic() - t0 < 2
+    s.close()
+    assert "store fault" not in srv.log()

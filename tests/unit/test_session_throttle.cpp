@@ -1,0 +1,224 @@
+// SessionThrottle with an injected clock and log, a compiled table in a
+// temporary directory and a real LMDB store: window edges, all-or-nothing
+// charging across identities, refunds, faults under both policies.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "session_throttle.h"
+#include "spamt_test_table.h"
+#include "store_test_util.h"
+
+using throttle::Decision;
+using throttle::SessionThrottle;
+
+namespace {
+
+std::uint64_t now_ms = 1'000'000'000;
+std::uint64_t test_clock() noexcept { return now_ms; }
+std::vector<std::string> lines;
+void test_log(std::string_view line) noexcept { lines.emplace_back(line); }
+
+class SessionThrottleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    now_ms = 1'000'000'000;
+    lines.clear();
+  }
+
+  // control/spamt text -> a cdb file in the temporary directory
+  void table(std::string_view text) {
+    spamt::Table t = spamt_test::compile_text(text);
+    std::string bytes = spamt_test::cdb_bytes(t);
+    int fd = ::open(table_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    ::close(fd);
+  }
+  std::string table_path() const { return dir.path() + "/spamt.cdb"; }
+
+  throttle::Config config(bool closed = false) const {
+    throttle::Config c;
+    c.table_path = table_path();
+    c.store = store_test::options_for(dir);
+    c.store.directory = dir.path();
+    c.fail_closed = closed;
+    return c;
+  }
+
+  // A session of a client, configured like qmail-smtpd's.
+  std::unique_ptr<SessionThrottle> session(const char* ip, bool relay = true, bool closed = false) {
+    auto s = std::make_unique<SessionThrottle>(test_clock, test_log);
+    s->configure(config(closed));
+    s->start(ip, relay);
+    return s;
+  }
+
+  int accept_all(SessionThrottle& s, int n) {
+    int ok = 0;
+    for (int i = 0; i < n; ++i) ok += s.rcpt() == Decision::ok;
+    return ok;
+  }
+
+  store_test::TempDir dir;
+};
+
+}  // namespace
+
+TEST_F(SessionThrottleTest, LimitNAcceptsExactlyNThenDefersWithTheReason) {
+  table("default rcpt=3/1h\n");
+  auto s = session("192.0.2.7");
+  ASSERT_TRUE(s->relay_limited());
+  EXPECT_EQ(accept_all(*s, 3), 3);
+  EXPECT_EQ(s->rcpt(), Decision::defer);
+  EXPECT_EQ(s->reply(),
+            "451 4.7.1 relay limit reached: recipients per 1h for address 192.0.2.7; try again in about 61 minutes\r\n");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "throttle: relay limit address 192.0.2.7 ip 192.0.2.7 rcpt 3/3 per 1h: 451");
+}
+
+TEST_F(SessionThrottleTest, TheWindowSlidesInSixtiethsWithoutACliff) {
+  table("default rcpt=60/1h\n");
+  now_ms = 16'667 * 60'000;  // the start of a one-minute bucket
+  const std::uint64_t t0 = now_ms;
+  auto s = session("192.0.2.7");
+  // one recipient a minute for an hour
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_EQ(s->rcpt(), Decision::ok) << i;
+    s->end_transaction(true);
+    now_ms += 60'000;
+  }
+  // an event counts for the whole window and at most one bucket (a
+  // sixtieth of it) longer: the first is still counted an hour later ...
+  EXPECT_EQ(s->rcpt(), Decision::defer);
+  EXPECT_NE(s->reply().find("try again in about 1 minute"), std::string::npos) << s->reply();
+  // ... and gone one bucket after that, freeing exactly one recipient
+  now_ms = t0 + 61 * 60'000;
+  EXPECT_EQ(s->rcpt(), Decision::ok);
+  EXPECT_EQ(s->rcpt(), Decision::defer);
+  s->end_transaction(true);
+  // no cliff: a minute later exactly one more
+  now_ms += 60'000;
+  EXPECT_EQ(s->rcpt(), Decision::ok);
+  EXPECT_EQ(s->rcpt(), Decision::defer);
+}
+
+TEST_F(SessionThrottleTest, EveryBudgetMustHaveRoomAndARefusalChargesNothing) {
+  table("alice@example.com rcpt=5/1h\n@example.com rcpt=3/1h\n");
+  auto a = session("192.0.2.7");
+  a->set_user("alice@example.com");
+  auto b = session("192.0.2.8");
+  b->set_user("bob@example.com");
+  EXPECT_EQ(accept_all(*b, 2), 2);  // the domain budget: 2 of 3
+  b->end_transaction(true);
+  EXPECT_EQ(accept_all(*a, 2), 1);  // alice has room, the domain one left
+  EXPECT_EQ(a->reply().rfind("451 4.7.1 relay limit reached: recipients per 1h for domain example.com;", 0), 0u);
+  a->end_transaction(true);
+  // alice's refused recipient was charged nowhere: 1 of 5 used
+  std::vector<store::CounterUsage> u;
+  ASSERT_TRUE(a->store()->usage("u:alice@example.com", now_ms, u).ok());
+  ASSERT_EQ(u.size(), 1u);
+  EXPECT_EQ(u[0].used, 1u);
+}
+
+TEST_F(SessionThrottleTest, AnUnqueuedTransactionGivesEverythingBack) {
+  table("default rcpt=10/1h msg=1/1h\n");
+  auto s = session("192.0.2.7");
+  EXPECT_EQ(accept_all(*s, 4), 4);
+  s->end_transaction(false);  // RSET
+  EXPECT_EQ(accept_all(*s, 4), 4);  // recipients and the message are back
+  s->end_transaction(true);         // queued: kept
+  EXPECT_EQ(s->rcpt(), Decision::defer);
+  EXPECT_NE(s->reply().find("messages per 1h"), std::string::npos) << s->reply();
+}
+
+TEST_F(SessionThrottleTest, ARefundAfterTheWindowMovedOnTakesNothingFromNewCharges) {
+  table("default rcpt=2/1m\n");
+  auto s = session("192.0.2.7");
+  EXPECT_EQ(accept_all(*s, 2), 2);
+  now_ms += 61'001;  // those charges have left the window
+  auto t = session("192.0.2.7");
+  EXPECT_EQ(accept_all(*t, 2), 2);
+  s->end_transaction(false);  // must not free t's charges
+  EXPECT_EQ(t->rcpt(), Decision::defer);
+}
+
+TEST_F(SessionThrottleTest, Action421Drops) {
+  table("default rcpt=1/1d action=421\n");
+  auto s = session("192.0.2.7");
+  EXPECT_EQ(s->rcpt(), Decision::ok);
+  EXPECT_EQ(s->rcpt(), Decision::drop);
+  EXPECT_EQ(s->reply(), "421 4.7.1 relay limit reached: recipients per 1d for address 192.0.2.7; closing connection\r\n");
+}
+
+TEST_F(SessionThrottleTest, NotLimitedWithoutRelayOrWhenDisabledOrWithoutATable) {
+  table("default rcpt=1/1d\n");
+  EXPECT_FALSE(session("192.0.2.7", false)->relay_limited());
+  auto s = std::make_unique<SessionThrottle>(test_clock, test_log);
+  throttle::Config c = config();
+  c.disabled = true;
+  s->configure(c);
+  s->start("192.0.2.7", true);
+  EXPECT_FALSE(s->relay_limited());
+  ::unlink(table_path().c_str());
+  EXPECT_FALSE(session("192.0.2.7")->relay_limited());
+  EXPECT_TRUE(lines.empty());
+}
+
+TEST_F(SessionThrottleTest, ACorruptTableFailsOpenOrClosedWithOneLogLine) {
+  int fd = ::open(table_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_EQ(::write(fd, "garbage garbage garbage", 23), 23);
+  ::close(fd);
+  auto open = session("192.0.2.7");
+  EXPECT_FALSE(open->relay_limited());
+  EXPECT_EQ(open->rcpt(), Decision::ok);
+  auto closed = session("192.0.2.7", true, true);
+  EXPECT_TRUE(closed->relay_limited());
+  EXPECT_EQ(closed->rcpt(), Decision::defer);
+  EXPECT_EQ(closed->reply(), "451 4.3.0 relay limits are temporarily unavailable, try again later\r\n");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].rfind("throttle: table fault ip 192.0.2.7 " + table_path() + ": ", 0), 0u) << lines[0];
+  EXPECT_TRUE(lines[0].ends_with(": fail-open")) << lines[0];
+  EXPECT_TRUE(lines[1].ends_with(": fail-closed")) << lines[1];
+}
+
+TEST_F(SessionThrottleTest, AStoreThatCannotOpenFailsOpenOrClosed) {
+  table("default rcpt=1/1d\n");
+  auto make = [&](bool closed) {
+    auto s = std::make_unique<SessionThrottle>(test_clock, test_log);
+    throttle::Config c = config(closed);
+    c.store.directory = dir.path() + "/missing/dir";
+    s->configure(c);
+    s->start("192.0.2.7", true);
+    return s;
+  };
+  auto open = make(false);
+  EXPECT_EQ(accept_all(*open, 3), 3);
+  ASSERT_EQ(lines.size(), 1u);  // once per session when failing open
+  EXPECT_EQ(lines[0].rfind("throttle: store fault ip 192.0.2.7 charge: unavailable (", 0), 0u) << lines[0];
+  auto closed = make(true);
+  EXPECT_EQ(closed->rcpt(), Decision::defer);
+  EXPECT_EQ(closed->reply(), "451 4.3.0 relay limits are temporarily unavailable, try again later\r\n");
+  EXPECT_TRUE(lines.back().ends_with(": fail-closed")) << lines.back();
+}
+
+TEST_F(SessionThrottleTest, AuthFailuresPerAddress) {
+  table("default authfail=2/10m\n");
+  auto s = session("192.0.2.7", false);
+  EXPECT_EQ(s->auth_attempt(), Decision::ok);
+  EXPECT_EQ(s->auth_failure(), Decision::ok);
+  EXPECT_EQ(s->auth_failure(), Decision::ok);
+  EXPECT_EQ(s->auth_failure(), Decision::drop);
+  EXPECT_EQ(s->reply(), "421 4.7.0 too many authentication failures, closing connection\r\n");
+  auto t = session("192.0.2.7", false);
+  EXPECT_EQ(t->auth_attempt(), Decision::defer);
+  EXPECT_EQ(t->reply().rfind("454 4.7.0 too many authentication failures from your address; try again in about ", 0),
+            0u);
+  EXPECT_EQ(session("192.0.2.8", false)->auth_attempt(), Decision::ok);  // per address
+  now_ms += 11 * 60'000;
+  EXPECT_EQ(t->auth_attempt(), Decision::ok);
+}

@@ -26,4 +26,6 @@ void hier_overlay()
   c(auto_qmail,"man/cat8","qmail-throttlectl.0",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/man8","qmail-smtpd-relaylimits.8",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/cat8","qmail-smtpd-relaylimits.0",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/man8","qmail-smtpd-teergrube.8",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/cat8","qmail-smtpd-teergrube.0",auto_uido,auto_gidq,0644);
 }

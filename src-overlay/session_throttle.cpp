@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include <malloc.h>
+
 #include "control_file.h"
 #include "logline.h"
 
@@ -34,7 +36,12 @@ Config config_from_qmail() {
   return c;
 }
 
-SessionThrottle::SessionThrottle(Clock clock, Log log) noexcept : clock_(clock), log_(log) {}
+SessionThrottle::SessionThrottle(Clock clock, Log log) noexcept : clock_(clock), log_(log) {
+  // The table, the lookup and LMDB's buffers are a few KiB each: with their
+  // own mappings they go back to the system whole when a held session
+  // releases them (release_for_wait()), instead of pinning heap pages.
+  mallopt(M_MMAP_THRESHOLD, 4096);
+}
 
 SessionThrottle::~SessionThrottle() = default;
 
@@ -66,7 +73,7 @@ void SessionThrottle::set_user(std::string_view user) {
 SessionThrottle::TableState SessionThrottle::table_state() {
   if (table_state_ != TableState::unknown) return table_state_;
   if (!table_) {
-    table_.emplace();
+    table_ = std::make_unique<spamt::LimitsTable>();
     spamt::TableStatus s = table_->open(config().table_path.c_str());
     if (s == spamt::TableStatus::missing) return table_state_ = TableState::none;
     if (s != spamt::TableStatus::ok) {
@@ -77,7 +84,7 @@ SessionThrottle::TableState SessionThrottle::table_state() {
   } else if (table_->status() != spamt::TableStatus::ok) {
     return table_state_ = TableState::fault;
   }
-  if (!lookup_) lookup_.emplace();
+  if (!lookup_) lookup_ = std::make_unique<spamt::Lookup>();
   spamt::LookupStatus ls = table_->lookup(ip_, user_, *lookup_);
   if (ls != spamt::LookupStatus::ok) {
     log("throttle: table fault ip " + logline::field(ip_) + " lookup: " + std::string(spamt::status_name(ls)) +
@@ -103,6 +110,13 @@ bool SessionThrottle::relay_limited() {
     case TableState::fault: return config().fail_closed;
     default: return false;
   }
+}
+
+void SessionThrottle::release_for_wait() noexcept {
+  store_.reset();
+  lookup_.reset();
+  table_.reset();
+  if (table_state_ == TableState::ok) table_state_ = TableState::unknown;
 }
 
 Decision SessionThrottle::store_fault(const std::string& what, store::Status status, const std::string& reason,

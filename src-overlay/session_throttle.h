@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,6 +90,17 @@ class SessionThrottle {
   store::Store* store();
   bool store_fault_logged() const noexcept { return store_fault_logged_; }
 
+  // For the teergrube (smtpd_teergrube.h).
+  const Config& settings() { return config(); }
+  bool relay_client() const noexcept { return relay_client_; }
+  const std::string& ip() const noexcept { return ip_; }
+  std::uint64_t now() const noexcept { return clock_(); }
+  void emit(const std::string& line) const noexcept { log(line); }
+  // Before a long wait: close the store and the table and drop the lookup
+  // (their maps and buffers); the next decision opens them again. The
+  // transaction's receipt is kept.
+  void release_for_wait() noexcept;
+
  private:
   enum class TableState : std::uint8_t { unknown, none, ok, fault };
 
@@ -105,8 +117,9 @@ class SessionThrottle {
   std::string user_;
   bool relay_client_ = false;
 
-  std::optional<spamt::LimitsTable> table_;  // constructed on first use
-  std::optional<spamt::Lookup> lookup_;
+  // On the heap, built on first use: a held session gives them back.
+  std::unique_ptr<spamt::LimitsTable> table_;
+  std::unique_ptr<spamt::Lookup> lookup_;
   TableState table_state_ = TableState::unknown;
 
   std::optional<store::LmdbStore> store_;
@@ -115,6 +128,9 @@ class SessionThrottle {
   bool charged_in_transaction_ = false;
   std::string reply_;
 };
+
+// The session of this qmail-smtpd process (throttle.cpp).
+SessionThrottle& current_session() noexcept;
 
 }  // namespace throttle
 

@@ -11,13 +11,16 @@
 #include <unistd.h>
 
 #include "session_throttle.h"
+#include "smtpd_teergrube.h"
 
-namespace {
-
-throttle::SessionThrottle& session() noexcept {
+throttle::SessionThrottle& throttle::current_session() noexcept {
   static throttle::SessionThrottle s;
   return s;
 }
+
+namespace {
+
+throttle::SessionThrottle& session() noexcept { return throttle::current_session(); }
 
 int decision(throttle::Decision d) noexcept {
   switch (d) {
@@ -51,3 +54,29 @@ extern "C" int throttle_auth_attempt(void) noexcept { return decision(session().
 extern "C" int throttle_auth_failure(void) noexcept { return decision(session().auth_failure()); }
 
 extern "C" void throttle_user(const char* user) noexcept { session().set_user(user ? user : ""); }
+
+namespace {
+
+void (*teergrube_say)(const char*) = nullptr;
+teergrube::DataResult teergrube_result;
+
+bool say_continuation() noexcept {
+  teergrube_say(teergrube::line_text());
+  return true;  // qmail-smtpd's flush() ends the process when it cannot write
+}
+
+}  // namespace
+
+extern "C" int throttle_pipelining(void) noexcept { return teergrube::offer_pipelining(session()) ? 1 : 0; }
+
+extern "C" int throttle_data(unsigned int rcpts, void (*say)(const char* line)) noexcept {
+  teergrube_say = say;
+  teergrube_result = teergrube::at_data(session(), rcpts, 0, say ? say_continuation : nullptr);
+  return teergrube_result.client_gone ? THROTTLE_DROP : THROTTLE_OK;
+}
+
+extern "C" int throttle_data_continued(void) noexcept { return teergrube_result.continuations != 0; }
+
+extern "C" int throttle_data_flush(void) noexcept { return teergrube_result.flush ? 1 : 0; }
+
+extern "C" int throttle_input_pending(void) noexcept { return client_wait::input_pending(0) ? 1 : 0; }

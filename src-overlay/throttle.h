@@ -62,6 +62,24 @@ int throttle_auth_attempt(void) THROTTLE_NOEXCEPT;
 int throttle_auth_failure(void) THROTTLE_NOEXCEPT;
 void throttle_user(const char *user) THROTTLE_NOEXCEPT;
 
+/* The teergrube (spamt(5): st=, stmax=, strcpt=, tg=, tgtext=, flush=,
+   tarpitrelay). throttle_pipelining(): at EHLO, 1 if PIPELINING may be
+   offered (0 when this client would be delayed with flush).
+   throttle_data(): at DATA, before qmail-queue is started and before the
+   354: delays a client that sends too fast, calling say() with
+   "354-TEXT\r\n" every tg seconds (say() writes and flushes it).
+   THROTTLE_OK: go on; THROTTLE_DROP: the client went away while it was
+   delayed: end the session. Afterwards throttle_data_continued() is 1 if
+   continuation lines were sent (the reply to DATA has begun) and
+   throttle_data_flush() is 1 if qmail-smtpd must discard what the client
+   sent ahead; throttle_input_pending() says whether input is waiting on
+   descriptor 0. */
+int throttle_pipelining(void) THROTTLE_NOEXCEPT;
+int throttle_data(unsigned int rcpts, void (*say)(const char *line)) THROTTLE_NOEXCEPT;
+int throttle_data_continued(void) THROTTLE_NOEXCEPT;
+int throttle_data_flush(void) THROTTLE_NOEXCEPT;
+int throttle_input_pending(void) THROTTLE_NOEXCEPT;
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,206 @@
+"""The teergrube in the real qmail-smtpd: delays before the 354 that grow
+with the client's rate, continuation lines, a prompt exit when the client
+leaves, flush, who is exempt, spamthrottle 2.x files, and TLS."""
+
+import socket
+import struct
+import subprocess
+import time
+
+import qmail_harness as qh
+import relaylimits as rl
+import tlsauth as ta
+
+FAST = '127.0.0.0/8 st=1000 stmax=3000 tg=1 tgtext="slow down"\n'
+
+
+def message(s, body="Subject: x\r\n\r\nhello\r\n", rcpt="u@test.example"):
+    """MAIL, RCPT, DATA: (seconds until the 354 reply was complete, the
+    reply), then the body; returns (seconds, reply, final reply)."""
+    assert s.cmd("MAIL FROM:<a@client.example>").startswith(b"250 ")
+    assert s.cmd(f"RCPT TO:<{rcpt}>").startswith(b"250 ")
+    t0 = time.monotonic()
+    reply = s.cmd("DATA")
+    took = time.monotonic() - t0
+    final = s.cmd(body + ".") if reply.endswith(b"354 go ahead\r\n") else b""
+    return took, reply, final
+
+
+def second_message_is_held(s, seconds: float, lines: bytes) -> None:
+    """A message, then one right after it: held about `seconds` before a
+    354 reply of `lines`, then accepted as usual."""
+    message(s)
+    took, reply, final = message(s)
+    assert seconds - 0.1 < took < seconds + 0.7, took
+    assert reply == lines + b"354 go ahead\r\n"
+    assert final.startswith(b"250 ok ")
+    s.close()
+
+
+def smtpd_children(srv) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_fast_sender_is_delayed_before_354_with_continuation_lines(qmail):
+    rl.table(qmail, FAST)
+    srv = qmail.smtpd()
+    s = rl.session(srv)
+    took, reply, final = message(s)
+    assert took < 0.5 and reply == b"354 go ahead\r\n" and final.startswith(b"250 ok ")
+    # right after: 100 ms * 1000 / T is far over stmax: delayed 3 s, a line a second
+    assert s.cmd("MAIL FROM:<a@client.example>").startswith(b"250 ")
+    assert s.cmd("RCPT TO:<u@test.example>").startswith(b"250 ")
+    s.send("DATA\r\n")
+    t0 = time.monotonic()
+    stamps = []
+    lines = []
+    while True:
+        line = s._line()
+        assert line is not None
+        stamps.append(time.monotonic() - t0)
+        lines.append(line)
+        if line.startswith(b"354 "):
+            break
+    assert lines == [b"354-slow down\r\n", b"354-slow down\r\n", b"354 go ahead\r\n"]
+    assert 0.8 < stamps[0] < 1.4 and 1.8 < stamps[1] < 2.4 and 2.9 < stamps[2] < 3.6, stamps
+    assert s.cmd("Subject: x\r\n\r\nhello\r\n.").startswith(b"250 ok ")  # the same answers
+    s.cmd("QUIT")
+    s.close()
+    assert len(qmail.queue.messages()) == 2
+    log = srv.log()
+    assert "qmail-smtpd: throttle: teergrube ip 127.0.0.1 key a:127.0.0.1 rcpt 1 interval " in log
+    assert " delay 3000ms waited 30" in log and ": complete\n" in log
+    assert log.count("teergrube") == 1  # one line per delay, none for the first message
+
+
+def test_a_client_that_slows_down_is_released(qmail):
+    rl.table(qmail, '127.0.0.0/8 st=300 stmax=1500\n')
+    srv = qmail.smtpd()
+    s = rl.session(srv)
+    assert message(s)[0] < 0.5
+    took, reply, _ = message(s)
+    assert 1.4 < took < 2.2 and reply == b"354 go ahead\r\n"
+    time.sleep(1.6)  # idle past stmax: a fresh start
+    assert message(s)[0] < 0.5
+    s.close()
+
+
+def wait_gone(srv, timeout):
+    t0 = time.monotonic()
+    assert qh.wait_for(lambda: smtpd_children(srv) == [], timeout, 0.02)
+    return time.monotonic() - t0
+
+
+def start_long_delay(qmail, srv):
+    s = rl.session(srv)
+    message(s)
+    assert s.cmd("MAIL FROM:<a@client.example>").startswith(b"250 ")
+    assert s.cmd("RCPT TO:<u@test.example>").startswith(b"250 ")
+    s.send("DATA\r\n")
+    time.sleep(0.5)
+    assert len(smtpd_children(srv)) == 1
+    return s
+
+
+def test_a_client_that_closes_mid_wait_ends_its_process_within_a_second(qmail):
+    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=60000\n')
+    srv = qmail.smtpd()
+    s = start_long_delay(qmail, srv)
+    s.send("NOOP\r\n")  # unread input does not hide the FIN
+    s.sock.shutdown(socket.SHUT_WR)
+    assert wait_gone(srv, 3) < 1.5
+    s.close()
+    assert ": client closed\n" in srv.log()
+    assert len(qmail.queue.messages()) == 1
+
+
+def test_a_client_that_resets_mid_wait_ends_its_process_within_a_second(qmail):
+    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=60000 tg=30\n')
+    srv = qmail.smtpd()
+    s = start_long_delay(qmail, srv)
+    s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # RST
+    assert wait_gone(srv, 3) < 1.5
+    assert ": connection reset\n" in srv.log()
+
+
+def test_flush_discards_what_the_client_sent_ahead_and_ehlo_drops_pipelining(qmail):
+    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=1500 flush=yes\n')
+    srv = qmail.smtpd()
+    s = rl.session(srv, helo=False)
+    ehlo = s.cmd("EHLO client.example")
+    assert b"PIPELINING" not in ehlo and ehlo.endswith(b"250 8BITMIME\r\n")
+    message(s)
+    assert s.cmd("MAIL FROM:<a@client.example>").startswith(b"250 ")
+    assert s.cmd("RCPT TO:<u@test.example>").startswith(b"250 ")
+    # a bot that does not wait for the 354
+    s.send("DATA\r\nSubject: spam\r\n\r\nbuy now\r\n")
+    assert s.reply() == b"354 go ahead\r\n"
+    assert s.cmd("Subject: real\r\n\r\nafter the 354\r\n.").startswith(b"250 ok ")
+    s.close()
+    bodies = [m["body"] for m in qmail.queue.messages()]  # in no particular order
+    assert len(bodies) == 2
+    (second,) = [b for b in bodies if b"after the 354" in b]
+    assert b"buy now" not in second and b"Subject: spam" not in second
+
+
+def test_without_flush_input_sent_ahead_is_kept_and_pipelining_offered(qmail):
+    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=1500\n')
+    srv = qmail.smtpd()
+    s = rl.session(srv, helo=False)
+    assert b"250-PIPELINING\r\n" in s.cmd("EHLO client.example")
+    message(s)
+    s.cmd("MAIL FROM:<a@client.example>")
+    s.cmd("RCPT TO:<u@test.example>")
+    s.send("DATA\r\nSubject: early\r\n\r\nsent ahead\r\n")
+    assert s.reply() == b"354 go ahead\r\n"
+    assert s.cmd(".").startswith(b"250 ok ")
+    s.close()
+    bodies = [m["body"] for m in qmail.queue.messages()]
+    assert len(bodies) == 2 and any(b"Subject: early" in b and b"sent ahead" in b for b in bodies)
+
+
+def test_exempt_clients_are_not_delayed(qmail):
+    for table, env in ((FAST, rl.RELAY),                         # relay clients
+                       (FAST, {"NOTHROTTLE": "1"}),              # tcprules switch
+                       ('127.0.0.0/8 st=0 stmax=3000\n', {})):   # st=0: off
+        rl.table(qmail, table)
+        qh.reset_throttle()
+        srv = qmail.smtpd(env=env)
+        s = rl.session(srv)
+        for _ in range(3):
+            assert message(s)[0] < 0.5
+        s.close()
+        srv.stop()
+        assert "teergrube" not in srv.log()
+
+
+def test_tarpitrelay_delays_relay_clients_too(qmail):
+    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=1200 tarpitrelay\n')
+    srv = qmail.smtpd(env=rl.RELAY)
+    s = rl.session(srv)
+    message(s)
+    assert 1.1 < message(s)[0] < 1.8
+    s.close()
+
+
+def test_a_spamthrottle_2x_file_behaves_like_spamthrottle(qmail):
+    # ipblock:dir:st:stmax:flush:rcpt:tg:tg_resp:  (spamthrottle 2.x, unchanged)
+    rl.table(qmail, "127.0.0.0/8:bots:1000:2000:1:0:1:hold your horses:\n.\n")
+    srv = qmail.smtpd()
+    s = rl.session(srv, helo=False)
+    assert b"PIPELINING" not in s.cmd("EHLO client.example")  # flush and st
+    second_message_is_held(s, 2, b"354-hold your horses\r\n")
+    assert " key g:bots " in srv.log()  # the dir field: state shared by the group
+
+
+def test_continuation_lines_over_tls(qmail):
+    ta.install_cert(qmail.control)
+    rl.table(qmail, FAST)
+    srv = qmail.smtpd()
+    s = ta.connect(srv)
+    s.cmd("EHLO client.example")
+    t = ta.starttls(s)
+    assert t.cmd("EHLO client.example").startswith(b"250")
+    second_message_is_held(t, 3, b"354-slow down\r\n354-slow down\r\n")

@@ -4,8 +4,6 @@
 
 #include <cstdlib>
 
-#include <malloc.h>
-
 #include "control_file.h"
 #include "logline.h"
 
@@ -21,10 +19,19 @@ std::string_view policy_name(bool fail_closed) { return fail_closed ? "fail-clos
 
 }  // namespace
 
-Config config_from_qmail() {
+namespace {
+
+// What every session may need: no file is read.
+Config base_config() {
   Config c;
   c.store.directory = "throttle";
   c.disabled = std::getenv("NOTHROTTLE") != nullptr;
+  return c;
+}
+
+// What only faults and the store need: control/throttlefail,
+// control/throttlestoresize.
+void apply_control_files(Config& c) {
   c.fail_closed = control_file::first_line("control/throttlefail") == "closed";
   std::string mib = control_file::first_line("control/throttlestoresize");
   if (!mib.empty()) {
@@ -33,22 +40,36 @@ Config config_from_qmail() {
     if (end != nullptr && *end == '\0' && n >= 1 && n <= (std::uint64_t{1} << 20))
       c.store.map_size = static_cast<std::size_t>(n) << 20;
   }
+}
+
+}  // namespace
+
+Config config_from_qmail() {
+  Config c = base_config();
+  apply_control_files(c);
   return c;
 }
 
-SessionThrottle::SessionThrottle(Clock clock, Log log) noexcept : clock_(clock), log_(log) {
-  // The table, the lookup and LMDB's buffers are a few KiB each: with their
-  // own mappings they go back to the system whole when a held session
-  // releases them (release_for_wait()), instead of pinning heap pages.
-  mallopt(M_MMAP_THRESHOLD, 4096);
-}
+SessionThrottle::SessionThrottle(Clock clock, Log log) noexcept : clock_(clock), log_(log) {}
 
 SessionThrottle::~SessionThrottle() = default;
 
 void SessionThrottle::configure(Config config) { config_.emplace(std::move(config)); }
 
 const Config& SessionThrottle::config() {
-  if (!config_) config_.emplace(config_from_qmail());
+  if (!config_) {
+    config_.emplace(base_config());
+    policy_pending_ = true;
+  }
+  return *config_;
+}
+
+const Config& SessionThrottle::policy() {
+  config();
+  if (policy_pending_) {
+    apply_control_files(*config_);
+    policy_pending_ = false;
+  }
   return *config_;
 }
 
@@ -73,22 +94,22 @@ void SessionThrottle::set_user(std::string_view user) {
 SessionThrottle::TableState SessionThrottle::table_state() {
   if (table_state_ != TableState::unknown) return table_state_;
   if (!table_) {
-    table_ = std::make_unique<spamt::LimitsTable>();
+    if (!table_.emplace()) return table_state_ = TableState::fault;
     spamt::TableStatus s = table_->open(config().table_path.c_str());
     if (s == spamt::TableStatus::missing) return table_state_ = TableState::none;
     if (s != spamt::TableStatus::ok) {
       log("throttle: table fault ip " + logline::field(ip_) + " " + config().table_path + ": " +
-          std::string(spamt::status_name(s)) + ": " + std::string(policy_name(config().fail_closed)));
+          std::string(spamt::status_name(s)) + ": " + std::string(policy_name(policy().fail_closed)));
       return table_state_ = TableState::fault;
     }
   } else if (table_->status() != spamt::TableStatus::ok) {
     return table_state_ = TableState::fault;
   }
-  if (!lookup_) lookup_ = std::make_unique<spamt::Lookup>();
+  if (!lookup_ && !lookup_.emplace()) return table_state_ = TableState::fault;
   spamt::LookupStatus ls = table_->lookup(ip_, user_, *lookup_);
   if (ls != spamt::LookupStatus::ok) {
     log("throttle: table fault ip " + logline::field(ip_) + " lookup: " + std::string(spamt::status_name(ls)) +
-        ": " + std::string(policy_name(config().fail_closed)));
+        ": " + std::string(policy_name(policy().fail_closed)));
     return table_state_ = TableState::fault;
   }
   return table_state_ = TableState::ok;
@@ -99,7 +120,7 @@ const spamt::Lookup* SessionThrottle::lookup() {
 }
 
 store::Store* SessionThrottle::store() {
-  if (!store_) store_.emplace(config().store);
+  if (!store_) store_.emplace(policy().store);
   return &*store_;
 }
 
@@ -107,7 +128,7 @@ bool SessionThrottle::relay_limited() {
   if (!relay_client_ || config().disabled) return false;
   switch (table_state()) {
     case TableState::ok: return !lookup_->exempt() && !lookup_->relay().empty();
-    case TableState::fault: return config().fail_closed;
+    case TableState::fault: return policy().fail_closed;
     default: return false;
   }
 }
@@ -121,7 +142,7 @@ void SessionThrottle::release_for_wait() noexcept {
 
 Decision SessionThrottle::store_fault(const std::string& what, store::Status status, const std::string& reason,
                                       bool auth) {
-  bool closed = config().fail_closed;
+  bool closed = policy().fail_closed;
   if (!store_fault_logged_ || closed) {
     log("throttle: store fault ip " + logline::field(ip_) + " " + what + ": " +
         std::string(store::status_name(status)) + " (" + logline::text(reason) + "): " +
@@ -175,7 +196,7 @@ Decision SessionThrottle::auth_attempt() {
   if (config().disabled) return Decision::ok;
   TableState t = table_state();
   if (t == TableState::fault) {
-    if (!config().fail_closed) return Decision::ok;
+    if (!policy().fail_closed) return Decision::ok;
     reply_ = fail_closed_auth;
     return Decision::defer;
   }

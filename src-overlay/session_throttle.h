@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "limits_table.h"
+#include "mapped_box.h"
 #include "relay_policy.h"
 #include "store.h"
 #include "store_lmdb.h"
@@ -91,7 +92,7 @@ class SessionThrottle {
   bool store_fault_logged() const noexcept { return store_fault_logged_; }
 
   // For the teergrube (smtpd_teergrube.h).
-  const Config& settings() { return config(); }
+  const Config& settings() { return config(); }  // disabled, store.directory
   bool relay_client() const noexcept { return relay_client_; }
   const std::string& ip() const noexcept { return ip_; }
   std::uint64_t now() const noexcept { return clock_(); }
@@ -104,7 +105,8 @@ class SessionThrottle {
  private:
   enum class TableState : std::uint8_t { unknown, none, ok, fault };
 
-  const Config& config();
+  const Config& config();  // without the control files read (cheap)
+  const Config& policy();  // with them: faults and the store need them
   TableState table_state();  // opens and looks up on first use
   Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,
                        bool auth);
@@ -113,13 +115,15 @@ class SessionThrottle {
   Clock clock_;
   Log log_;
   std::optional<Config> config_;
+  bool policy_pending_ = false;  // config_ lacks the control files yet
   std::string ip_;
   std::string user_;
   bool relay_client_ = false;
 
-  // On the heap, built on first use: a held session gives them back.
-  std::unique_ptr<spamt::LimitsTable> table_;
-  std::unique_ptr<spamt::Lookup> lookup_;
+  // Built on first use, each in its own mapping: a held session gives
+  // them back whole (release_for_wait()).
+  MappedBox<spamt::LimitsTable> table_;
+  MappedBox<spamt::Lookup> lookup_;
   TableState table_state_ = TableState::unknown;
 
   std::optional<store::LmdbStore> store_;

@@ -8,6 +8,8 @@
 
 #include "throttle.h"
 
+#include <cstdlib>
+
 #include <unistd.h>
 
 #include "session_throttle.h"
@@ -20,7 +22,33 @@ throttle::SessionThrottle& throttle::current_session() noexcept {
 
 namespace {
 
-throttle::SessionThrottle& session() noexcept { return throttle::current_session(); }
+// A session of a server without any throttling configured must cost what
+// stock qmail-smtpd costs: until something may apply, the facade answers
+// from these few bytes and touches nothing else of the overlay.
+const char* client_ip = "";
+bool client_relay = false;
+bool started = false;     // the SessionThrottle knows the client
+bool checked = false;     // nothing_configured() has looked
+bool unconfigured = false;
+
+throttle::SessionThrottle& session() noexcept {
+  throttle::SessionThrottle& s = throttle::current_session();
+  if (!started) {
+    started = true;
+    s.start(client_ip, client_relay);
+  }
+  return s;
+}
+
+// NOTHROTTLE is set, or there is no limits table: nothing can apply to this
+// session (a table installed meanwhile applies to the next ones).
+bool nothing_configured() noexcept {
+  if (!checked) {
+    checked = true;
+    unconfigured = std::getenv("NOTHROTTLE") != nullptr || access("control/spamt.cdb", F_OK) != 0;
+  }
+  return unconfigured;
+}
 
 int decision(throttle::Decision d) noexcept {
   switch (d) {
@@ -33,27 +61,43 @@ int decision(throttle::Decision d) noexcept {
 }  // namespace
 
 extern "C" void throttle_session(const char* remoteip, int relayclient) noexcept {
-  session().start(remoteip ? remoteip : "", relayclient != 0);
+  client_ip = remoteip ? remoteip : "";  // qmail-smtpd's, valid for the session
+  client_relay = relayclient != 0;
+  started = checked = false;
 }
 
-extern "C" int throttle_relaylimited(void) noexcept { return session().relay_limited() ? 1 : 0; }
+extern "C" int throttle_relaylimited(void) noexcept {
+  if (nothing_configured()) return 0;
+  return session().relay_limited() ? 1 : 0;
+}
 
 extern "C" int throttle_rcpt(void) noexcept { return decision(session().rcpt()); }
 
-extern "C" void throttle_transaction(int queued) noexcept { session().end_transaction(queued != 0); }
+extern "C" void throttle_transaction(int queued) noexcept {
+  if (started) session().end_transaction(queued != 0);
+}
 
 extern "C" const char* throttle_reply(void) noexcept { return session().reply().c_str(); }
 
 extern "C" void throttle_exit(int status) noexcept {
-  session().end_transaction(false);
+  if (started) session().end_transaction(false);
   _exit(status);
 }
 
-extern "C" int throttle_auth_attempt(void) noexcept { return decision(session().auth_attempt()); }
+extern "C" int throttle_auth_attempt(void) noexcept {
+  if (nothing_configured()) return THROTTLE_OK;
+  return decision(session().auth_attempt());
+}
 
-extern "C" int throttle_auth_failure(void) noexcept { return decision(session().auth_failure()); }
+extern "C" int throttle_auth_failure(void) noexcept {
+  if (nothing_configured()) return THROTTLE_OK;
+  return decision(session().auth_failure());
+}
 
-extern "C" void throttle_user(const char* user) noexcept { session().set_user(user ? user : ""); }
+extern "C" void throttle_user(const char* user) noexcept {
+  client_relay = true;
+  if (!nothing_configured()) session().set_user(user ? user : "");
+}
 
 namespace {
 
@@ -67,10 +111,15 @@ bool say_continuation() noexcept {
 
 }  // namespace
 
-extern "C" int throttle_pipelining(void) noexcept { return teergrube::offer_pipelining(session()) ? 1 : 0; }
+extern "C" int throttle_pipelining(void) noexcept {
+  if (nothing_configured()) return 1;
+  return teergrube::offer_pipelining(session()) ? 1 : 0;
+}
 
 extern "C" int throttle_data(unsigned int rcpts, void (*say)(const char* line)) noexcept {
   teergrube_say = say;
+  teergrube_result = {};
+  if (nothing_configured()) return THROTTLE_OK;
   teergrube_result = teergrube::at_data(session(), rcpts, 0, say ? say_continuation : nullptr);
   return teergrube_result.client_gone ? THROTTLE_DROP : THROTTLE_OK;
 }

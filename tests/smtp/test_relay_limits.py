@@ -1,6 +1,7 @@
 """Relay limits in the real qmail-smtpd: what is counted, what is given back,
 the replies and log lines, who is limited and who is not."""
 
+import subprocess
 import time
 
 import qmail_harness as qh
@@ -257,3 +258,20 @@ def test_authfail_limit_refuses_auth_from_an_address_with_too_many_failures(qmai
     t.close()
     assert "throttle: auth limit address 127.0.0.1 ip 127.0.0.1 authfail 2/2 per 10m: 454\n" in srv.log()
     assert rl.used("127.0.0.1", "authfail") == 2
+
+
+def test_a_relaylimits_file_of_the_old_script_limits_exactly_n_per_day(qmail):
+    # rcptcheck-overlimit's control/relaylimits, unchanged: ":N" is the
+    # default, "key:N" an exact key; the script let N+1 through and matched
+    # keys as substrings
+    qmail.control.write("relaylimits", ":1\n127.0.0.1:2\n27.0.0.1:50\n")
+    r = subprocess.run([str(qh.HOME / "bin/qmail-newspamt"), "-d", str(qh.HOME)],
+                          capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    srv = qmail.smtpd(env=rl.RELAY)
+    s = rl.session(srv)
+    s.cmd("MAIL FROM:<a@client.example>")
+    replies = rl.rcpts(s, rl.far(3))
+    assert replies[:2] == [b"250 ok\r\n"] * 2
+    assert replies[2].startswith(b"421 4.7.1 relay limit reached: recipients per 1d for address 127.0.0.1")
+    s.close()

@@ -9,6 +9,13 @@
 //       N fresh processes (fork/exec, as tcpserver starts qmail-smtpd) each
 //       open the existing store in DIR and make one decision: the cost a
 //       connection pays for its first decision.
+//   throttle-bench floor DIR N
+//       The floor of any per-connection use of an embedded LMDB store: the
+//       whole-process CPU (user+system, from wait4, so exec, page faults and
+//       exit count) of N fresh processes that only open a raw LMDB
+//       environment in DIR and commit one small write, against N that do
+//       nothing; no qmail-throttle code runs. Prints both medians and the
+//       difference.
 //   throttle-bench script PATH N
 //       N runs of PATH by fork/exec/wait, as qmail-smtpd's rcptcheck patch
 //       runs its checker for every RCPT, with the environment it gives.
@@ -30,6 +37,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <lmdb.h>
+#include <sys/resource.h>
 
 #include "store_lmdb.h"
 #include "window.h"
@@ -176,6 +186,47 @@ int bench_open(const char* self, const char* dir, long n) {
   return 0;
 }
 
+// A fresh process: raw LMDB open and one write transaction, nothing else.
+int floor_once(const char* dir) {
+  MDB_env* env = nullptr;
+  MDB_txn* txn = nullptr;
+  MDB_dbi dbi;
+  char key[] = "Cfloor", value[32] = {};
+  MDB_val k{sizeof key - 1, key}, v{sizeof value, value};
+  if (mdb_env_create(&env) != 0 || mdb_env_set_mapsize(env, std::size_t{1} << 30) != 0 ||
+      mdb_env_open(env, dir, MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMEMINIT | MDB_NOSYNC, 0600) != 0 ||
+      mdb_txn_begin(env, nullptr, 0, &txn) != 0 || mdb_dbi_open(txn, nullptr, 0, &dbi) != 0 ||
+      mdb_put(txn, dbi, &k, &v, 0) != 0 || mdb_txn_commit(txn) != 0)
+    return 1;
+  _exit(0);  // as qmail-smtpd ends: no cleanup
+}
+
+int bench_floor(const char* self, const char* dir, long n) {
+  std::vector<double> nothing, lmdb;
+  for (long i = 0; i < 2 * n; ++i) {
+    const bool raw = i % 2 == 1;
+    const pid_t pid = fork();
+    if (pid == 0) {
+      char* const argv[] = {const_cast<char*>(self), const_cast<char*>(raw ? "floor1" : "nothing"),
+                            const_cast<char*>(dir), nullptr};
+      execv(self, argv);
+      _exit(120);
+    }
+    int st;
+    struct rusage ru;
+    if (wait4(pid, &st, 0, &ru) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      std::fprintf(stderr, "throttle-bench: floor child failed (status %d)\n", st);
+      return 1;
+    }
+    const double us = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+                      static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    (raw ? lmdb : nothing).push_back(us);
+  }
+  const double a = pct(nothing, 50), b = pct(lmdb, 50);
+  std::printf("mode=floor n=%ld nothing_cpu_us=%.0f lmdb_cpu_us=%.0f floor_us=%.0f\n", n, a, b, b - a);
+  return 0;
+}
+
 int bench_script(const char* path, long n, const char* dir) {
   std::vector<double> us;
   std::string overlimit = std::string("OVERLIMITDIR=") + dir;
@@ -226,9 +277,13 @@ int main(int argc, char** argv) {
   if (argc >= 5 && std::strcmp(argv[1], "script") == 0) return bench_script(argv[2], std::atol(argv[3]), argv[4]);
   if (argc >= 4 && std::strcmp(argv[1], "open") == 0) return bench_open("/proc/self/exe", argv[2], std::atol(argv[3]));
   if (argc == 3 && std::strcmp(argv[1], "open1") == 0) return open_once(argv[2]);
+  if (argc >= 4 && std::strcmp(argv[1], "floor") == 0) return bench_floor("/proc/self/exe", argv[2], std::atol(argv[3]));
+  if (argc == 3 && std::strcmp(argv[1], "floor1") == 0) return floor_once(argv[2]);
+  if (argc == 3 && std::strcmp(argv[1], "nothing") == 0) _exit(0);
   std::fprintf(stderr,
                "usage: throttle-bench lmdb DIR N [PROCS] [durable]\n"
                "       throttle-bench open DIR N\n"
+               "       throttle-bench floor DIR N\n"
                "       throttle-bench script PATH N STATEDIR\n");
   return 2;
 }

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace spamt {
@@ -94,31 +95,50 @@ TableStatus LimitsTable::open_fd(int fd, Access access) noexcept {
   // a cdb has a 2048-byte header, and 32-bit positions
   if (st.st_size < 2048 || st.st_size > 0xffffffffLL) return fail(TableStatus::corrupt);
   size_ = static_cast<std::uint32_t>(st.st_size);
+  std::size_t prefetched = 0;  // bytes from offset 2048 on already in default_.bytes
   if (access == Access::map) {
     errno = 0;
     if (cdb_init(&cdb_, fd) != 0) return fail(errno == EPROTO ? TableStatus::corrupt : TableStatus::unreadable, errno);
     mapped_ = true;
   } else {
-    unsigned char header[2048];
-    if (!read_exact(header, sizeof header, 0)) return fail(TableStatus::unreadable, errno ? errno : EIO);
-    for (std::size_t i = 0; i < 512; ++i)
-      tables_[i] = static_cast<std::uint32_t>(header[4 * i] | header[4 * i + 1] << 8 | header[4 * i + 2] << 16) |
-                   static_cast<std::uint32_t>(header[4 * i + 3]) << 24;
+    // One read: the header into tables_, and what follows it (the first
+    // records, below) into default_.bytes.
+    struct iovec iov[2] = {{tables_, sizeof tables_}, {default_.bytes, sizeof default_.bytes}};
+    ssize_t got;
+    do got = ::preadv(fd, iov, 2, 0);
+    while (got < 0 && errno == EINTR);
+    if (got < static_cast<ssize_t>(sizeof tables_)) return fail(TableStatus::unreadable, got < 0 ? errno : EIO);
+    prefetched = static_cast<std::size_t>(got) - sizeof tables_;
+    for (std::uint32_t& t : tables_) t = cdb_unpack(reinterpret_cast<const unsigned char*>(&t));
   }
   status_ = TableStatus::ok;
 
   // "!format", "!index" and "!default" are the first records, in the
   // file's first page: read in order, no hash probes
   std::uint32_t pos = 2048;
+  auto next_record = [&](std::string_view& key, std::string_view& value) -> int {
+    const std::size_t at = pos - 2048;
+    if (at + 8 <= prefetched) {
+      const auto* q = reinterpret_cast<const unsigned char*>(default_.bytes) + at;
+      const std::uint64_t klen = cdb_unpack(q), vlen = cdb_unpack(q + 4);
+      if (klen + vlen <= prefetched - at - 8) {
+        key = {reinterpret_cast<const char*>(q + 8), static_cast<std::size_t>(klen)};
+        value = {reinterpret_cast<const char*>(q + 8 + klen), static_cast<std::size_t>(vlen)};
+        pos += static_cast<std::uint32_t>(8 + klen + vlen);
+        return 1;
+      }
+    }
+    prefetched = 0;  // record_at() overwrites the buffer
+    return record_at(pos, default_.bytes, key, value, pos);
+  };
   std::string_view key, value;
-  int r = record_at(pos, default_.bytes, key, value, pos);
+  int r = next_record(key, value);
   if (r < 0) return fail(TableStatus::corrupt);
   if (r == 0 || key != format::version_key || value != format::version) return fail(TableStatus::wrong_version);
-  if (record_at(pos, default_.bytes, key, value, pos) != 1 || key != format::index_key ||
-      !format::decode_index(value, index_))
+  if (next_record(key, value) != 1 || key != format::index_key || !format::decode_index(value, index_))
     return fail(TableStatus::corrupt);
   if (index_.has_default) {
-    if (record_at(pos, default_.bytes, key, value, pos) != 1 || key != format::default_key ||
+    if (next_record(key, value) != 1 || key != format::default_key ||
         !format::decode_entry(value, default_.entry) || default_.entry.kind != Kind::fallback)
       return fail(TableStatus::corrupt);
   }
@@ -222,35 +242,45 @@ int LimitsTable::get_read(std::string_view key, char* buf, std::string_view& val
   return 0;
 }
 
-int LimitsTable::find(std::string_view key, Record& out) noexcept {
+int LimitsTable::find(std::string_view key, Entry& entry, char* bytes) noexcept {
   std::string_view value;
-  int r = get(key, out.bytes, value);
+  int r = get(key, bytes, value);
   if (r != 1) return r;
-  return format::decode_entry(value, out.entry) ? 1 : -1;
+  return format::decode_entry(value, entry) ? 1 : -1;
 }
 
-int LimitsTable::find_user(std::string_view name, Record& out) noexcept {
+int LimitsTable::find_user(std::string_view name, Entry& entry, char* bytes) noexcept {
   if (status_ != TableStatus::ok || name.size() > name_max) return 0;
   char key[format::key_max];
-  int r = find({key, format::user_key(name, key)}, out);
-  return r == 1 && out.entry.kind != Kind::user ? -1 : r;
+  int r = find({key, format::user_key(name, key)}, entry, bytes);
+  return r == 1 && entry.kind != Kind::user ? -1 : r;
 }
 
-int LimitsTable::find_domain(std::string_view domain, Record& out) noexcept {
+int LimitsTable::find_domain(std::string_view domain, Entry& entry, char* bytes) noexcept {
   if (status_ != TableStatus::ok || domain.size() > name_max) return 0;
   char key[format::key_max];
-  int r = find({key, format::domain_key(domain, key)}, out);
-  return r == 1 && out.entry.kind != Kind::domain ? -1 : r;
+  int r = find({key, format::domain_key(domain, key)}, entry, bytes);
+  return r == 1 && entry.kind != Kind::domain ? -1 : r;
+}
+
+int LimitsTable::find_network(const ip::Address& a, unsigned prefix, Entry& entry, char* bytes) noexcept {
+  if (status_ != TableStatus::ok || prefix > a.bits()) return 0;
+  char key[2 + 16];
+  int r = find({key, format::network_key(a, prefix, key)}, entry, bytes);
+  if (r != 1) return r;
+  // the record must be the block the key names
+  if (entry.network.prefix != prefix || !(entry.network.address == ip::masked(a, prefix))) return -1;
+  return 1;
+}
+
+int LimitsTable::find_user(std::string_view name, Record& out) noexcept { return find_user(name, out.entry, out.bytes); }
+
+int LimitsTable::find_domain(std::string_view domain, Record& out) noexcept {
+  return find_domain(domain, out.entry, out.bytes);
 }
 
 int LimitsTable::find_network(const ip::Address& a, unsigned prefix, Record& out) noexcept {
-  if (status_ != TableStatus::ok || prefix > a.bits()) return 0;
-  char key[2 + 16];
-  int r = find({key, format::network_key(a, prefix, key)}, out);
-  if (r != 1) return r;
-  // the record must be the block the key names
-  if (out.entry.network.prefix != prefix || !(out.entry.network.address == ip::masked(a, prefix))) return -1;
-  return 1;
+  return find_network(a, prefix, out.entry, out.bytes);
 }
 
 LookupStatus LimitsTable::lookup(std::string_view ip_text, std::string_view user, Lookup& out) noexcept {
@@ -276,15 +306,15 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   const std::string_view lowered(name, user.size());
   if (!lowered.empty()) {
     if (index_.has_users) {
-      int r = find_user(lowered, out.user_);
+      int r = find_user(lowered, out.user_, out.bytes_[Lookup::user_bytes]);
       if (r < 0) return LookupStatus::corrupt;
-      out.has_user_ = r == 1 && out.user_.entry.has_relay;
+      out.has_user_ = r == 1 && out.user_.has_relay;
     }
     std::size_t at = lowered.rfind('@');
     if (index_.has_domains && at != std::string_view::npos && at + 1 < lowered.size()) {
-      int r = find_domain(lowered.substr(at + 1), out.domain_);
+      int r = find_domain(lowered.substr(at + 1), out.domain_, out.bytes_[Lookup::domain_bytes]);
       if (r < 0) return LookupStatus::corrupt;
-      out.has_domain_ = r == 1 && out.domain_.entry.has_relay;
+      out.has_domain_ = r == 1 && out.domain_.has_relay;
     }
   }
 
@@ -298,12 +328,12 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   const Entry* af_entry = nullptr;
   int found = 0;
   for (int p = present.highest(static_cast<int>(addr.bits())); p >= 0; p = present.highest(p - 1)) {
-    found = find_network(addr, static_cast<unsigned>(p), out.ip_[0]);
+    found = find_network(addr, static_cast<unsigned>(p), out.ip_[0], out.bytes_[Lookup::ip_bytes]);
     if (found < 0) return LookupStatus::corrupt;
     if (found == 1) break;
   }
   if (found == 1) {
-    const Entry& first = out.ip_[0].entry;
+    const Entry& first = out.ip_[0];
     out.ip_count_ = 1;
     bool bad = false;
     // the block of prefix `which` names, decoded once into a free slot
@@ -311,14 +341,14 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
       std::uint8_t p = first.ancestors[which];
       if (p == format::no_ancestor) return nullptr;
       for (std::size_t i = 1; i < out.ip_count_; ++i)
-        if (out.ip_[i].entry.network.prefix == p) return &out.ip_[i].entry;
-      Record& slot = out.ip_[out.ip_count_];
-      if (find_network(addr, p, slot) != 1) {
+        if (out.ip_[i].network.prefix == p) return &out.ip_[i];
+      Entry& slot = out.ip_[out.ip_count_];
+      if (find_network(addr, p, slot, out.bytes_[Lookup::ip_bytes + out.ip_count_]) != 1) {
         bad = true;
         return nullptr;
       }
       ++out.ip_count_;
-      return &slot.entry;
+      return &slot;
     };
     const bool authenticated = !lowered.empty();
     auto counts_for_relay = [authenticated](const Entry& e) {
@@ -353,8 +383,8 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
     b.action = e.relay.action;
     if (e.relay.exempt && out.exempt_by_ == nullptr) out.exempt_by_ = &e;
   };
-  if (out.has_user_) add_budget(out.user_.entry, out.user_.entry.budget_key);
-  if (out.has_domain_) add_budget(out.domain_.entry, out.domain_.entry.budget_key);
+  if (out.has_user_) add_budget(out.user_, out.user_.budget_key);
+  if (out.has_domain_) add_budget(out.domain_, out.domain_.budget_key);
   if (out.relay_ip_ != nullptr)
     add_budget(*out.relay_ip_, out.relay_ip_->relay.each ? client_key : out.relay_ip_->budget_key);
   const Entry& fallback = default_.entry;

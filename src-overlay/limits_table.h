@@ -42,7 +42,7 @@
 //
 // Cost. qmail-smtpd is a fresh process per connection that looks up one
 // or two clients, so by default the table is read with pread(): open() is
-// open+fstat and one or two reads; a lookup reads one hash slot group and
+// open+fstat and one read (preadv); a lookup reads one hash slot group and
 // one record per probe (one probe per prefix length present, stopping at
 // the first hit, plus at most three for less specific entries). Access::map
 // maps the file instead (tinycdb's mmap reader): no system calls per lookup,
@@ -162,8 +162,8 @@ class Lookup {
   std::string_view client_key() const noexcept { return {client_key_, client_key_len_}; }
 
   // The entries found, for explaining (null when none).
-  const Entry* user_entry() const noexcept { return has_user_ ? &user_.entry : nullptr; }
-  const Entry* domain_entry() const noexcept { return has_domain_ ? &domain_.entry : nullptr; }
+  const Entry* user_entry() const noexcept { return has_user_ ? &user_ : nullptr; }
+  const Entry* domain_entry() const noexcept { return has_domain_ ? &domain_ : nullptr; }
   const Entry* relay_ip_entry() const noexcept { return relay_ip_; }
   // The default entry when it applied to relay limits.
   const Entry* relay_default() const noexcept { return relay_default_; }
@@ -172,8 +172,12 @@ class Lookup {
   friend class LimitsTable;
   void reset() noexcept;
 
-  Record user_, domain_;
-  Record ip_[4];  // the most specific IP entry, then ancestors it names
+  // The decoded entries, together at the start; the bytes their views point
+  // into (with Access::read) come last, one record_max buffer each, so a
+  // lookup that reads no record touches only the first page of a fresh
+  // Lookup.
+  Entry user_, domain_;
+  Entry ip_[4];  // the most specific IP entry, then ancestors it names
   std::size_t ip_count_ = 0;
   bool has_user_ = false, has_domain_ = false;
   const Entry* relay_ip_ = nullptr;
@@ -187,6 +191,8 @@ class Lookup {
   std::size_t client_key_len_ = 0;
   char user_key_[2 + name_max] = {};  // the default's per-user key
   char state_key_[2 + ip::text_max + 64] = {};
+  enum : std::size_t { user_bytes, domain_bytes, ip_bytes };  // ip_[i]: ip_bytes + i
+  char bytes_[ip_bytes + 4][format::record_max];
 };
 
 class LimitsTable {
@@ -224,7 +230,10 @@ class LimitsTable {
   int find_network(const ip::Address& a, unsigned prefix, Record& out) noexcept;
 
  private:
-  int find(std::string_view key, Record& out) noexcept;
+  int find(std::string_view key, Entry& entry, char* bytes) noexcept;
+  int find_user(std::string_view lowered_name, Entry& entry, char* bytes) noexcept;
+  int find_domain(std::string_view lowered_domain, Entry& entry, char* bytes) noexcept;
+  int find_network(const ip::Address& a, unsigned prefix, Entry& entry, char* bytes) noexcept;
   // The value of `key`: 1 found, 0 not, -1 error. With Access::read it is
   // copied into `buf` (format::record_max bytes).
   int get(std::string_view key, char* buf, std::string_view& value) noexcept;
@@ -239,7 +248,7 @@ class LimitsTable {
   struct cdb cdb_ = {};         // Access::map
   bool mapped_ = false;
   std::uint32_t size_ = 0;      // the file's size
-  std::uint32_t tables_[512] = {};  // Access::read: the cdb header, 256 (position, length) pairs
+  std::uint32_t tables_[512];  // Access::read: the cdb header, 256 (position, length) pairs
   int fd_ = -1;
   TableStatus status_ = TableStatus::closed;
   int errno_ = 0;

@@ -95,10 +95,10 @@ SessionThrottle::TableState SessionThrottle::table_state() {
   if (table_state_ != TableState::unknown) return table_state_;
   if (!table_) {
     if (!table_.emplace()) return table_state_ = TableState::fault;
-    spamt::TableStatus s = table_->open(config().table_path.c_str());
+    spamt::TableStatus s = table_->open(config().table_path);
     if (s == spamt::TableStatus::missing) return table_state_ = TableState::none;
     if (s != spamt::TableStatus::ok) {
-      log("throttle: table fault ip " + logline::field(ip_) + " " + config().table_path + ": " +
+      log("throttle: table fault ip " + logline::field(ip_) + " " + std::string(config().table_path) + ": " +
           std::string(spamt::status_name(s)) + ": " + std::string(policy_name(policy().fail_closed)));
       return table_state_ = TableState::fault;
     }

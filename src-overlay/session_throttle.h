@@ -39,7 +39,7 @@ namespace throttle {
 enum class Decision : std::uint8_t { ok, defer, drop };
 
 struct Config {
-  std::string table_path = "control/spamt.cdb";
+  const char* table_path = "control/spamt.cdb";  // not owned: a literal (no heap in a session that only looks up)
   store::LmdbOptions store;  // directory: "throttle" (qmail-smtpd runs in QMAIL_HOME)
   bool fail_closed = false;  // control/throttlefail: "closed"
   bool disabled = false;     // NOTHROTTLE in the environment (tcprules)

@@ -233,6 +233,14 @@ void remove_stale_generations(int dirfd, const std::string& keep) noexcept {
 
 constexpr const char* store_files[] = {"data.mdb", "writer.lock"};
 
+// Is the store file LMDB has open (env) the file `name` in directory dirfd?
+bool env_file_is(MDB_env* env, int dirfd, const char* name) noexcept {
+  int fd = -1;
+  struct stat a, b;
+  return mdb_env_get_fd(env, &fd) == 0 && fd >= 0 && fstat(fd, &a) == 0 &&
+         fstatat(dirfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 }  // namespace
 
 LmdbStore::LmdbStore(LmdbOptions options) : options_(std::move(options)) {}
@@ -292,36 +300,44 @@ Result LmdbStore::open_env() {
                 "cannot open " + gen_path + "/writer.lock: " + errno_text(e));
   }
 
-  int rc = mdb_env_create(&env_);
-  if (rc != 0) return fail(classify(rc), std::string("mdb_env_create: ") + mdb_strerror(rc));
-  rc = mdb_env_set_mapsize(env_, map_size_of(options_));
-  if (rc != 0) return fail(Status::error, std::string("mdb_env_set_mapsize: ") + mdb_strerror(rc));
-
-  // Through the directory descriptor: data.mdb comes from the directory
-  // whose writer.lock we use, even if the generation is renamed meanwhile.
-  // Without /proc, by name. MDB_NOLOCK: writer.lock serialises every
-  // transaction, read or write, so LMDB's lock file (and its per-process
-  // fcntl locks, its reader table) is not needed.
-  char via_fd[40];
-  std::snprintf(via_fd, sizeof via_fd, "/proc/self/fd/%d", gfd);
+  // MDB_NOLOCK: writer.lock serialises every transaction, read or write, so
+  // LMDB's lock file (and its per-process fcntl locks, its reader table) is
+  // not needed.
   unsigned flags = MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMEMINIT;
   if (!options_.durable) flags |= MDB_NOSYNC;
-  rc = mdb_env_open(env_, via_fd, flags, 0600);
-  if (rc == ENOENT || rc == ENOTDIR) {
-    mdb_env_close(env_);
+  auto open_at = [&](const char* path) {
+    if (env_ != nullptr) mdb_env_close(env_);
     env_ = nullptr;
-    if ((rc = mdb_env_create(&env_)) == 0 && (rc = mdb_env_set_mapsize(env_, map_size_of(options_))) == 0)
-      rc = mdb_env_open(env_, gen_path.c_str(), flags, 0600);
+    int e = mdb_env_create(&env_);
+    if (e == 0) e = mdb_env_set_mapsize(env_, map_size_of(options_));
+    if (e == 0) e = mdb_env_open(env_, path, flags, 0600);
+    return e;
+  };
+
+  // data.mdb must come from the directory whose writer.lock we use, even if
+  // the generation is renamed meanwhile (repair). By name is cheapest; it
+  // counts only when the file it opened is the one in that directory. LMDB
+  // opens the file twice; the second descriptor writes only when commits
+  // are synced, so a durable store always goes through the directory
+  // descriptor (/proc/self/fd), and by name only without /proc.
+  if (options_.before_env_open != nullptr) options_.before_env_open(gen_path);
+  int rc = -1;
+  if (!options_.durable) {
+    rc = open_at(gen_path.c_str());
+    if (rc == 0 && !env_file_is(env_, gfd, "data.mdb")) rc = -1;
+  }
+  if (rc != 0) {
+    char via_fd[40];
+    std::snprintf(via_fd, sizeof via_fd, "/proc/self/fd/%d", gfd);
+    rc = open_at(via_fd);
+    if (rc == ENOENT || rc == ENOTDIR) rc = open_at(gen_path.c_str());
   }
   if (rc != 0) return fail(classify(rc), "cannot open store " + gen_path + ": " + mdb_strerror(rc));
   ::close(gfd);
   // LMDB opens data.mdb without O_CLOEXEC: keep it from what qmail-smtpd
-  // runs (qmail-queue, checkpassword).
+  // runs (qmail-queue, checkpassword). FD_CLOEXEC is the only descriptor flag.
   int data_fd = -1;
-  if (mdb_env_get_fd(env_, &data_fd) == 0 && data_fd >= 0) {
-    const int fl = fcntl(data_fd, F_GETFD);
-    if (fl != -1) fcntl(data_fd, F_SETFD, fl | FD_CLOEXEC);
-  }
+  if (mdb_env_get_fd(env_, &data_fd) == 0 && data_fd >= 0) fcntl(data_fd, F_SETFD, FD_CLOEXEC);
   note_map_size();
   return {};
 }

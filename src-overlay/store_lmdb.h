@@ -58,6 +58,7 @@ struct LmdbOptions {
   std::uint32_t lock_timeout_ms = 2000;           // longest wait for the writer lock
   unsigned expire_per_write = 8;                  // idle entries dropped per write, at most
   std::string boot_id;                            // tests: instead of the kernel's boot id
+  void (*before_env_open)(const std::string& generation) = nullptr;  // tests: runs after writer.lock is open
 };
 
 class LmdbStore final : public Store {

@@ -15,8 +15,14 @@ relay client (RELAYCLIENT). qmail-smtpd's queue is bench/queue-sink.
   smtpd_client_recipient_rate_limit (anvil) far above the load, on the same
   load; Postfix queues to its own disk queue and discards, so compare its two
   rows with each other, and qmail's two with each other.
+- The floor: what any per-connection use of an embedded LMDB store costs
+  here, from `throttle-bench floor` (a fresh process that only opens a raw
+  LMDB environment and commits one write, against one that does nothing;
+  whole-process CPU). Added to stock's CPU per connection it gives the best
+  msg/s ratio such a design could reach on this machine (CPU-bound load).
 """
 
+import re
 import shutil
 import subprocess
 
@@ -57,6 +63,18 @@ def postfix_rate(ctx, name, main_cf) -> float:
     return MESSAGES / wall
 
 
+def lmdb_floor_us(ctx) -> float:
+    d = ctx.dir / "lmdb-floor"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    r = subprocess.run([str(ctx.top / "build/bench/throttle-bench"), "floor", str(d), "1000"],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"throttle-bench floor: {r.stderr.strip()}")
+    print("  " + r.stdout.strip(), flush=True)
+    return float(re.search(r"floor_us=(-?[0-9.]+)", r.stdout).group(1))
+
+
 def run(ctx):
     compile_table(ctx, "default rcpt=10000000/1h,100000000/1d msg=10000000/1h,100000000/1d\n")
     qh.reset_throttle()
@@ -86,10 +104,15 @@ def run(ctx):
     pf_off = benchlib.median([postfix_rate(ctx, "off", {}) for _ in range(3)])
     pf_on = benchlib.median([postfix_rate(ctx, "on", limits) for _ in range(3)])
     print(f"  postfix {pf_off:8.0f} msg/s without limits, {pf_on:8.0f} msg/s with anvil rate limits", flush=True)
+    floor = lmdb_floor_us(ctx)
+    best = s_cpu / (s_cpu + floor)
+    print(f"  an embedded LMDB store costs at least {floor:.0f} us of CPU per connection here: "
+          f"best possible per-connection ratio {best:.3f}", flush=True)
     qh.reset_throttle()
     return [
         ("relay msg/s, limits on (qmail)", s_rate, p_rate, p_rate / s_rate),
         ("relay CPU us/connection, limits on", s_cpu, p_cpu, p_cpu / s_cpu),
+        ("floor: CPU us/connection, raw LMDB open+write", s_cpu, s_cpu + floor, best),
         ("relay msg/s, limits on, kept connections", k_stock, k_patched, k_patched / k_stock),
         ("Postfix msg/s: no limits vs anvil limits", pf_off, pf_on, pf_on / pf_off),
         ("msg/s: Postfix+limits vs qmail-throttle", pf_on, p_rate, p_rate / pf_on),

@@ -27,6 +27,7 @@ class SessionThrottleTest : public ::testing::Test {
  protected:
   void SetUp() override {
     now_ms = 1'000'000'000;
+    table_file = table_path();
     lines.clear();
   }
 
@@ -40,10 +41,11 @@ class SessionThrottleTest : public ::testing::Test {
     ::close(fd);
   }
   std::string table_path() const { return dir.path() + "/spamt.cdb"; }
+  std::string table_file;  // Config::table_path points here
 
   throttle::Config config(bool closed = false) const {
     throttle::Config c;
-    c.table_path = table_path();
+    c.table_path = table_file.c_str();
     c.store = store_test::options_for(dir);
     c.store.directory = dir.path();
     c.fail_closed = closed;

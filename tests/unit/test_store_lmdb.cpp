@@ -731,6 +731,63 @@ TEST(StoreLmdb, AProcessWithASmallerMapFollowsOneThatGrewTheFile) {
   ASSERT_TRUE(r.ok()) << r.reason;
 }
 
+namespace {
+
+std::string renamed_generation;
+
+// Between taking writer.lock and opening data.mdb: repair moves the
+// generation aside and a new process starts a fresh one under the old name.
+void move_generation_aside(const std::string& gen) {
+  renamed_generation = gen + ".aside";
+  ASSERT_EQ(rename(gen.c_str(), renamed_generation.c_str()), 0);
+  ASSERT_EQ(mkdir(gen.c_str(), 0700), 0);
+  store::LmdbOptions o;
+  o.directory = gen.substr(0, gen.rfind('/'));
+  o.boot_id = "test-boot";
+  o.map_size = std::size_t{16} << 20;
+  LmdbStore fresh(o);
+  const Limit bob[] = {{{"u:bob@example.com", "rcpt", DAY}, 9}};
+  ASSERT_TRUE(fresh.charge(bob, 1, T0, nullptr).accepted);
+}
+
+// Charges alice's counters once in a store of `o`, then closes it.
+void charge_alice_once(const store::LmdbOptions& o) {
+  LmdbStore s(o);
+  ASSERT_TRUE(s.charge(Sender(10, 10, 10).limits, 1, T0, nullptr).accepted);
+}
+
+}  // namespace
+
+// data.mdb always comes from the directory whose writer.lock the process
+// holds, even when the generation is renamed in between: the store opens it
+// by name only when that is the same file.
+TEST(StoreLmdb, DataFileComesFromTheLockedGenerationAcrossARename) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  charge_alice_once(o);
+  const std::string gen = LmdbStore::generation_path(o);
+  o.before_env_open = move_generation_aside;
+  LmdbStore s(o);
+  ChargeResult r = s.charge(Sender(10, 10, 10).limits, 1, T0, nullptr);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  ASSERT_TRUE(r.accepted);
+  s.close();
+  // The second charge landed next to the lock it used: in the old store,
+  // now set aside, and not in the fresh one.
+  store::LmdbOptions plain = store_test::options_for(d);
+  std::vector<store::CounterUsage> u;
+  LmdbStore now(plain);
+  ASSERT_TRUE(now.usage("u:alice@example.com", T0, u).ok());
+  EXPECT_TRUE(u.empty());
+  now.close();
+  ASSERT_EQ(rename(gen.c_str(), (gen + ".new").c_str()), 0);
+  ASSERT_EQ(rename(renamed_generation.c_str(), gen.c_str()), 0);
+  LmdbStore old(plain);
+  ASSERT_TRUE(old.usage("u:alice@example.com", T0, u).ok());
+  ASSERT_FALSE(u.empty());
+  for (const store::CounterUsage& c : u) EXPECT_EQ(c.used, 2u) << c.metric;
+}
+
 TEST(StoreLmdb, NoDescriptorOfTheStoreSurvivesExec) {
   TempDir d;
   store::LmdbOptions o = store_test::options_for(d);

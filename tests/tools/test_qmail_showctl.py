@@ -1,0 +1,110 @@
+"""qmail-showctl as installed (patch 0050): it explains qmail-throttle's
+control files, with their defaults, and warns about a limits table that is
+missing or older than its sources, as it does for morercpthosts.cdb."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+OURS = ("relaylimits", "spamt", "spamt.cdb", "tarpitbudget", "throttlefail", "throttlestoresize",
+        "servercert.pem", "tlsserverciphers")
+EXTRA = ("tarpitbudget", "throttlefail", "throttlestoresize", "tlsserverciphers")
+
+
+@pytest.fixture
+def ctl(home):
+    for name in EXTRA:
+        home.control.remove(name)
+    try:
+        yield home
+    finally:
+        for name in EXTRA:
+            home.control.remove(name)
+
+
+def showctl(home) -> dict[str, str]:
+    """The report, as file name -> what qmail-showctl says about it."""
+    r = subprocess.run([str(home.bin("qmail-showctl"))], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    said = {}
+    for block in r.stdout.split("\n\n"):
+        m = re.match(r"([^\s:]+): (.*)", block, re.S)
+        if m:
+            said[m.group(1)] = m.group(2).strip()
+    return said
+
+
+def write_settings(home, ciphers: str) -> None:
+    home.control.write("tarpitbudget", "5\n")
+    home.control.write("throttlefail", "closed\n")
+    home.control.write("throttlestoresize", "64\n")
+    home.control.write("tlsserverciphers", ciphers)
+
+
+def newspamt(home):
+    r = subprocess.run([str(home.bin("qmail-newspamt"))], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+
+
+def test_defaults_are_explained(ctl):
+    said = showctl(ctl)
+    assert said["spamt"] == "(Default.) No limits."
+    assert said["spamt.cdb"] == "(Default.) No limits table: qmail-smtpd throttles nothing."
+    assert said["tarpitbudget"] == "(Default.) At most 20 sessions are held by the teergrube at once."
+    assert said["throttlefail"] == "(Default.) When the throttle store fails, relay limits fail open."
+    assert said["throttlestoresize"] == "(Default.) The throttle store holds at most 1024 MiB."
+    assert said["tlsserverciphers"] == "(Default.) OpenSSL's default ciphers."
+    assert said["servercert.pem"].startswith("(Default.) No certificate")
+
+
+def test_settings_and_table_state(ctl):
+    ctl.control.write("spamt", "# an ISP\ndefault rcpt=100/1h\n\n@example.com rcpt=500/1d\n")
+    write_settings(ctl, "HIGH\n!aNULL\n")
+    said = showctl(ctl)
+    assert said["spamt"].startswith("2 lines of limits")
+    assert said["spamt.cdb"].startswith("Oops! spamt.cdb doesn't exist")
+    assert said["tarpitbudget"] == "At most 5 sessions are held by the teergrube at once."
+    assert said["throttlefail"] == "When the throttle store fails, relay limits fail closed."
+    assert said["throttlestoresize"] == "The throttle store holds at most 64 MiB."
+    assert said["tlsserverciphers"].splitlines() == ["TLS ciphers: HIGH", "TLS ciphers: !aNULL"]
+
+    newspamt(ctl)
+    assert showctl(ctl)["spamt.cdb"] == "Modified recently enough; hopefully up to date."
+
+    # the source edited after the table was built
+    later = time.time() + 5
+    os.utime(ctl.control.path("spamt"), (later, later))
+    assert showctl(ctl)["spamt.cdb"] == "Oops! spamt.cdb is older than its sources: run qmail-newspamt."
+
+    # a table without any source
+    ctl.control.remove("spamt")
+    assert showctl(ctl)["spamt.cdb"] == "Oops! spamt.cdb exists but neither spamt nor relaylimits does."
+
+
+def test_relaylimits_alone_is_a_source(ctl):
+    ctl.control.write("relaylimits", "alice@example.com:100\n192.0.2.7:50\n")
+    said = showctl(ctl)
+    assert said["relaylimits"].startswith("2 relay limits")
+    newspamt(ctl)
+    assert showctl(ctl)["spamt.cdb"] == "Modified recently enough; hopefully up to date."
+
+
+def test_none_of_ours_is_unknown(ctl):
+    ctl.control.write("spamt", "default rcpt=100/1h\n")
+    write_settings(ctl, "HIGH\n")
+    newspamt(ctl)
+    r = subprocess.run([str(ctl.bin("qmail-showctl"))], capture_output=True, text=True, timeout=20)
+    for name in OURS:
+        assert f"{name}: I have no idea" not in r.stdout
+    # and the stock check still works for files it does not know
+    ctl.control.write("nosuchcontrol", "x\n")
+    try:
+        r = subprocess.run([str(ctl.bin("qmail-showctl"))], capture_output=True, text=True, timeout=20)
+        assert "nosuchcontrol: I have no idea what this file does." in r.stdout
+    finally:
+        ctl.control.remove("nosuchcontrol")

@@ -1,6 +1,6 @@
 // qmail-throttlectl: see and reset what the relay limits have counted.
 //
-//   qmail-throttlectl [-d DIR] show IDENTITY ...
+//   qmail-throttlectl [-d DIR] show IDENTITY ...      (counters; teergrube state of addresses)
 //   qmail-throttlectl [-d DIR] top [-n N] [rcpt|msg|authfail]
 //   qmail-throttlectl [-d DIR] reset IDENTITY ...
 //   qmail-throttlectl [-d DIR] expire
@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "session_throttle.h"
 #include "spamt_syntax.h"
 #include "store_lmdb.h"
+#include "teergrube_delay.h"
 
 extern "C" char auto_qmail[];  // auto_qmail.c
 
@@ -104,7 +106,40 @@ void print_counter(const store::CounterUsage& u, bool with_identity) {
   std::printf("\n");
 }
 
-int show(store::LmdbStore& s, char** words, int n) {
+// The teergrube state records qmail-smtpd may keep for an identity: for an
+// address, under the key the limits table gives it now (per client, per
+// block or a group) and under its own; for a network, its block's.
+std::vector<std::string> teergrube_keys(const throttle::Config& c, const char* word) {
+  std::optional<spamt::Identity> id = spamt::parse_identity(word, nullptr);
+  std::vector<std::string> keys;
+  if (!id || (id->kind != spamt::Kind::address && id->kind != spamt::Kind::network)) return keys;
+  spamt::LimitsTable table;
+  auto l = std::make_unique<spamt::Lookup>();
+  if (id->kind == spamt::Kind::address && table.open(c.table_path) == spamt::TableStatus::ok &&
+      table.lookup(id->network.address, "", *l) == spamt::LookupStatus::ok && l->teergrube().active())
+    keys.push_back("tg:" + std::string(l->teergrube().state_key));
+  const std::string own = "tg:" + id->budget_key();
+  if (keys.empty() || keys[0] != own) keys.push_back(own);
+  return keys;
+}
+
+void show_teergrube(store::LmdbStore& s, const throttle::Config& c, const char* word, std::uint64_t now) {
+  for (const std::string& key : teergrube_keys(c, word)) {
+    std::optional<std::string> value;
+    check(s.read_record(key, now, value), "show");
+    if (!value) continue;
+    std::optional<teergrube::State> st = teergrube::decode(*value);
+    if (!st) {
+      std::printf("  teergrube state %s: unreadable\n", key.c_str() + 3);
+      continue;
+    }
+    std::printf("  teergrube state %s: last message released %s ago, its computed wait %llums\n",
+                key.c_str() + 3, st->last_ms > now ? "0s" : duration(now - st->last_ms).c_str(),
+                static_cast<unsigned long long>(st->wait_ms));
+  }
+}
+
+int show(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
   std::uint64_t now = window::clock_ms();
   std::vector<store::CounterUsage> usage;
   for (int i = 0; i < n; ++i) {
@@ -121,6 +156,7 @@ int show(store::LmdbStore& s, char** words, int n) {
         print_counter(u, false);
       }
     }
+    show_teergrube(s, c, words[i], now);
   }
   return 0;
 }
@@ -132,7 +168,7 @@ int top(store::LmdbStore& s, std::size_t count, std::string_view metric) {
   return 0;
 }
 
-int reset(store::LmdbStore& s, char** words, int n) {
+int reset(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
   std::uint64_t now = window::clock_ms();
   for (int i = 0; i < n; ++i) {
     for (const std::string& key : keys_for(words[i])) {
@@ -140,6 +176,16 @@ int reset(store::LmdbStore& s, char** words, int n) {
       check(s.reset(key, now, &removed), "reset");
       std::printf("%s: %zu counter%s reset\n", relay_policy::describe_key(key).c_str(), removed,
                   removed == 1 ? "" : "s");
+    }
+    for (const std::string& key : teergrube_keys(c, words[i])) {
+      bool had = false;
+      check(s.update_record(key, now,
+                            [&](std::optional<std::string_view> current) {
+                              had = current.has_value();
+                              return store::RecordEdit::erase();
+                            }),
+            "reset");
+      if (had) std::printf("teergrube state %s reset\n", key.c_str() + 3);
     }
   }
   return 0;
@@ -207,7 +253,8 @@ int main(int argc, char** argv) {
   store::LmdbStore s(config.store);
   if (cmd == "show" || cmd == "reset") {
     if (optind >= argc) usage();
-    return cmd == "show" ? show(s, argv + optind, argc - optind) : reset(s, argv + optind, argc - optind);
+    return cmd == "show" ? show(s, config, argv + optind, argc - optind)
+                         : reset(s, config, argv + optind, argc - optind);
   }
   if (cmd == "top") {
     std::size_t count = 10;

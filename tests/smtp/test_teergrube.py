@@ -204,3 +204,23 @@ def test_continuation_lines_over_tls(qmail):
     t = ta.starttls(s)
     assert t.cmd("EHLO client.example").startswith(b"250")
     second_message_is_held(t, 3, b"354-slow down\r\n354-slow down\r\n")
+
+
+def test_throttlectl_shows_and_resets_a_clients_teergrube_state(qmail):
+    # state shared by the /24, as the table says: throttlectl finds it from the address
+    rl.table(qmail, "127.0.0.0/8 st=1000 stmax=3000 prefix4=24\n")
+    srv = qmail.smtpd()
+    s = rl.session(srv)
+    took, reply, final = message(s)  # the first message leaves state, without a delay
+    assert took < 0.5 and final.startswith(b"250 ok ")
+    out = rl.throttlectl("show", "127.0.0.1").stdout
+    assert "  teergrube state n:127.0.0.0/24: last message released " in out, out
+    assert "its computed wait " in out
+    assert "teergrube" not in rl.throttlectl("show", "192.0.2.9").stdout
+    assert rl.throttlectl("reset", "127.0.0.1").stdout.endswith("teergrube state n:127.0.0.0/24 reset\n")
+    assert "teergrube" not in rl.throttlectl("show", "127.0.0.1").stdout
+    # released: the next message right away is not held (it would be, ~3 s, without the reset)
+    took, reply, final = message(s)
+    assert took < 0.5 and reply == b"354 go ahead\r\n" and final.startswith(b"250 ok ")
+    s.cmd("QUIT")
+    s.close()

@@ -26,7 +26,8 @@ struct OpenSsl {
   X(SSL_CTX_use_PrivateKey_file) X(SSL_CTX_check_private_key) X(SSL_new) X(SSL_set_rfd)         \
   X(SSL_set_wfd) X(SSL_accept) X(SSL_read) X(SSL_write) X(SSL_shutdown) X(SSL_get_error)        \
   X(SSL_get_version) X(SSL_get_current_cipher) X(SSL_CIPHER_get_name) X(ERR_get_error)          \
-  X(ERR_error_string_n) X(ERR_clear_error)
+  X(ERR_error_string_n) X(ERR_clear_error) X(SSL_CTX_callback_ctrl) X(SSL_get_servername)         \
+  X(SSL_set_SSL_CTX)
 #define QT_OPENSSL_POINTER(name) decltype(&::name) name = nullptr;
   QT_OPENSSL_FUNCTIONS(QT_OPENSSL_POINTER)
 #undef QT_OPENSSL_POINTER

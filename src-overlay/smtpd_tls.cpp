@@ -78,7 +78,12 @@ extern "C" int smtpd_tls_handshake(int timeout) noexcept {
     log_tls("handshake failed", "reason " + logline::text(s.error()));
     return 0;
   }
-  log_tls("started", "version " + s.version() + " cipher " + s.cipher());
+  // a certificate of its own for the name the client asked for (SNI) that
+  // cannot be used: the default one was served instead
+  if (!s.sni_error().empty()) log_tls("sni certificate unusable", "reason " + logline::text(s.sni_error()));
+  std::string started = "version " + s.version() + " cipher " + s.cipher();
+  if (!s.sni_certificate().empty()) started += " certificate " + logline::text(s.sni_certificate());
+  log_tls("started", started);
   return 1;
 }
 

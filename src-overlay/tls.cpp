@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include "openssl_loader.h"
 
@@ -48,6 +49,22 @@ Ciphers split_ciphers(std::string_view config) {
   return c;
 }
 
+std::string sni_file_name(std::string_view host) {
+  if (host.empty() || host.size() > 253) return {};
+  std::string name;
+  name.reserve(host.size() + 4);
+  char previous = '.';
+  for (char c : host) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    if (!ok || (c == '.' && previous == '.')) return {};
+    name += c;
+    previous = c;
+  }
+  if (previous == '.') return {};
+  return name + ".pem";
+}
+
 bool Server::prepare(const Settings& settings) {
   if (ctx_ != nullptr) return true;
   Loaded loaded = load_openssl();
@@ -57,18 +74,37 @@ bool Server::prepare(const Settings& settings) {
   }
   const OpenSsl& o = *loaded.lib;
   lib_ = loaded.lib;
+  settings_ = settings;
   o.ERR_clear_error();
   if (o.OPENSSL_init_ssl(0, nullptr) != 1) {  // also reads openssl.cnf, the system's policy
     error_ = "cannot initialise OpenSSL: " + openssl_error(0, SSL_ERROR_SSL);
     return false;
   }
+  SSL_CTX* ctx = make_context(settings.certificate);
+  if (ctx == nullptr) return false;
+  if (!settings.sni_directory.empty()) {
+    o.SSL_CTX_callback_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, reinterpret_cast<void (*)()>(&on_server_name));
+    o.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG, 0, this);
+  }
+  SSL* ssl = o.SSL_new(ctx);
+  if (ssl == nullptr) {
+    error_ = "cannot make a TLS session: " + openssl_error(0, SSL_ERROR_SSL);
+    o.SSL_CTX_free(ctx);  // a client may try STARTTLS again
+    return false;
+  }
+  ctx_ = ctx;  // kept for the life of the process
+  ssl_ = ssl;
+  return true;
+}
+
+SSL_CTX* Server::make_context(const char* certificate) {
+  const OpenSsl& o = *lib_;
   SSL_CTX* ctx = o.SSL_CTX_new(o.TLS_server_method());
   if (ctx == nullptr) {
     error_ = "cannot make a TLS context: " + openssl_error(0, SSL_ERROR_SSL);
-    return false;
+    return nullptr;
   }
-  // freed when preparing fails (a client may try STARTTLS again); kept for
-  // the life of the process once it worked
+  // freed when it cannot be made as asked
   struct FreeOnFailure {
     const OpenSsl& o;
     SSL_CTX*& ctx;
@@ -80,7 +116,7 @@ bool Server::prepare(const Settings& settings) {
   long min = o.SSL_CTX_ctrl(ctx, SSL_CTRL_GET_MIN_PROTO_VERSION, 0, nullptr);
   if (min < TLS1_2_VERSION && o.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, nullptr) != 1) {
     error_ = "cannot require TLS 1.2: " + openssl_error(0, SSL_ERROR_SSL);
-    return false;
+    return nullptr;
   }
   // One process per session: no session cache or tickets to resume from,
   // and no renegotiation for a client to burn our CPU with.
@@ -93,30 +129,50 @@ bool Server::prepare(const Settings& settings) {
                  nullptr);
   o.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_DH_AUTO, 1, nullptr);
 
-  Ciphers ciphers = split_ciphers(settings.ciphers);
+  Ciphers ciphers = split_ciphers(settings_.ciphers);
   if (!ciphers.tls12.empty() && o.SSL_CTX_set_cipher_list(ctx, ciphers.tls12.c_str()) != 1) {
     error_ = "no usable TLS 1.2 cipher in \"" + ciphers.tls12 + "\": " + openssl_error(0, SSL_ERROR_SSL);
-    return false;
+    return nullptr;
   }
   if (!ciphers.tls13.empty() && o.SSL_CTX_set_ciphersuites(ctx, ciphers.tls13.c_str()) != 1) {
     error_ = "no usable TLS 1.3 suite in \"" + ciphers.tls13 + "\": " + openssl_error(0, SSL_ERROR_SSL);
-    return false;
+    return nullptr;
   }
-  if (o.SSL_CTX_use_certificate_chain_file(ctx, settings.certificate) != 1 ||
-      o.SSL_CTX_use_PrivateKey_file(ctx, settings.certificate, SSL_FILETYPE_PEM) != 1 ||
+  if (o.SSL_CTX_use_certificate_chain_file(ctx, certificate) != 1 ||
+      o.SSL_CTX_use_PrivateKey_file(ctx, certificate, SSL_FILETYPE_PEM) != 1 ||
       o.SSL_CTX_check_private_key(ctx) != 1) {
-    error_ = std::string("cannot use ") + settings.certificate + ": " + openssl_error(0, SSL_ERROR_SSL);
-    return false;
+    error_ = std::string("cannot use ") + certificate + ": " + openssl_error(0, SSL_ERROR_SSL);
+    return nullptr;
   }
-  SSL* ssl = o.SSL_new(ctx);
-  if (ssl == nullptr) {
-    error_ = "cannot make a TLS session: " + openssl_error(0, SSL_ERROR_SSL);
-    return false;
-  }
-  ctx_ = ctx;
-  ssl_ = ssl;
+  SSL_CTX* made = ctx;
   ctx = nullptr;  // kept
-  return true;
+  return made;
+}
+
+// OpenSSL calls this during the handshake with the name the client asked
+// for. A name with a certificate file of its own gets a context with that
+// certificate; any other name, or a file that cannot be used (recorded for
+// the log), the default certificate. The handshake goes on either way.
+int Server::on_server_name(SSL* ssl, int*, void* arg) {
+  Server& self = *static_cast<Server*>(arg);
+  const OpenSsl& o = *self.lib_;
+  const char* host = o.SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (host == nullptr || self.sni_ctx_ != nullptr) return SSL_TLSEXT_ERR_OK;
+  const std::string file = sni_file_name(host);
+  if (file.empty()) return SSL_TLSEXT_ERR_OK;
+  const std::string path = self.settings_.sni_directory + "/" + file;
+  if (access(path.c_str(), F_OK) != 0) return SSL_TLSEXT_ERR_OK;  // no certificate of its own
+  const std::string saved_error = self.error_;
+  SSL_CTX* ctx = self.make_context(path.c_str());
+  if (ctx == nullptr) {
+    self.sni_error_ = self.error_;
+    self.error_ = saved_error;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  o.SSL_set_SSL_CTX(ssl, ctx);
+  self.sni_ctx_ = ctx;
+  self.sni_certificate_ = path;
+  return SSL_TLSEXT_ERR_OK;
 }
 
 template <class Op>

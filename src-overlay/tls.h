@@ -33,7 +33,16 @@ Ciphers split_ciphers(std::string_view config);
 struct Settings {
   const char* certificate = "control/servercert.pem";  // certificate chain and key
   std::string ciphers;                                 // as in the control file; "" = defaults
+  // SNI: the certificate for a name the client asks for is DIR/NAME.pem
+  // (NAME in lower case) when that file exists; else `certificate`. "": off.
+  std::string sni_directory = "control/servercerts";
 };
+
+// The file name an SNI host name maps to ("mail.example.com" ->
+// "mail.example.com.pem"), or "" for a name that is not a plain DNS name
+// (letters, digits, '-', '.'; no empty label; at most 253 bytes): such a
+// name gets the default certificate and never reaches the file system.
+std::string sni_file_name(std::string_view host);
 
 class Server {
  public:
@@ -56,6 +65,10 @@ class Server {
   const std::string& error() const noexcept { return error_; }
   std::string version() const;
   std::string cipher() const;
+  // After the handshake: the certificate file served when SNI chose one
+  // ("" for the default), and why a name's certificate could not be used.
+  const std::string& sni_certificate() const noexcept { return sni_certificate_; }
+  const std::string& sni_error() const noexcept { return sni_error_; }
 
  private:
   enum class Wait { done, again, failed };
@@ -66,9 +79,17 @@ class Server {
   template <class Op>
   int until_done(int timeout, Op op, Wait& end);
   std::string openssl_error(int ret, int ssl_error);
+  // A context with qmail-smtpd's TLS policy and the certificate file; null
+  // with error_ set when it cannot be made.
+  SSL_CTX* make_context(const char* certificate);
+  static int on_server_name(SSL* ssl, int* alert, void* self);
 
   const OpenSsl* lib_ = nullptr;
+  Settings settings_;
   SSL_CTX* ctx_ = nullptr;
+  SSL_CTX* sni_ctx_ = nullptr;  // the context of the name's certificate, when SNI chose one (kept, as ctx_)
+  std::string sni_certificate_;
+  std::string sni_error_;
   SSL* ssl_ = nullptr;
   int rfd_ = -1;
   int wfd_ = -1;

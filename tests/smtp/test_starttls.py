@@ -3,6 +3,7 @@ with a certificate, TLS 1.2 or newer, pre-TLS input discarded, session state
 reset, failures logged and the session ended cleanly."""
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -315,3 +316,64 @@ def test_idle_tls_session_times_out_with_451(qmail):
     assert t.reply() == b"451 timeout (#4.4.2)\r\n"  # stock's reply, sent over TLS
     assert 1.5 < time.monotonic() - t0 < 10
     t.close()
+
+
+def other_certificate(name: str) -> bytes:
+    """A second self-signed certificate, chain then key, for `name`."""
+    d = ta.WORK / f"cert-{name}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "2",
+                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
+                   check=True, capture_output=True, timeout=60)
+    return (d / "cert.pem").read_bytes() + (d / "key.pem").read_bytes()
+
+
+def served_certificate(srv, name: str | None) -> bytes:
+    """STARTTLS asking for `name` (SNI; None: no name); the DER certificate served."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ta.connect(srv)
+    s.cmd("EHLO client.example")
+    assert s.cmd("STARTTLS") == b"220 2.0.0 ready to start TLS\r\n"
+    t = ctx.wrap_socket(s.sock, server_hostname=name)
+    der = t.getpeercert(binary_form=True)
+    session = qh.Session(t)
+    assert session.cmd("QUIT") == b"221 mx.test.example\r\n"
+    session.close()
+    return der
+
+
+def test_sni_serves_the_certificate_of_the_name_asked_for(qmail):
+    ta.install_cert(qmail.control)
+    default = ssl.PEM_cert_to_DER_cert(ta.certificate()[0].decode().split("-----BEGIN PRIVATE KEY")[0])
+    other_pem = other_certificate("mail.other.example")
+    other = ssl.PEM_cert_to_DER_cert(other_pem.decode().split("-----BEGIN PRIVATE KEY")[0])
+    gid = qh.uid_gid()[1]
+    certs = qmail.control.path("servercerts")
+    certs.mkdir(mode=0o750)
+    os.chown(certs, 0, gid)
+    for name, pem in (("mail.other.example.pem", other_pem), ("broken.example.pem", b"not a certificate\n")):
+        (certs / name).write_bytes(pem)
+        os.chmod(certs / name, 0o640)
+        os.chown(certs / name, 0, gid)
+    try:
+        sni_checks(qmail, default, other)
+    finally:
+        shutil.rmtree(certs)
+
+
+def sni_checks(qmail, default: bytes, other: bytes) -> None:
+    srv = qmail.smtpd()
+    assert served_certificate(srv, "mail.other.example") == other
+    assert served_certificate(srv, "mx.test.example") == default  # no file of its own
+    assert served_certificate(srv, None) == default
+    assert served_certificate(srv, "broken.example") == default  # unusable: the default, and a log line
+    log = srv.log()
+    assert re.search(r"qmail-smtpd: tls: started ip 127\.0\.0\.1 version TLSv1\.[23] cipher \S+ "
+                     r"certificate control/servercerts/mail\.other\.example\.pem\n", log), log
+    assert "qmail-smtpd: tls: sni certificate unusable ip 127.0.0.1 reason cannot use " \
+           "control/servercerts/broken.example.pem: " in log
+    assert log.count("certificate control/servercerts/") == 1

@@ -6,25 +6,30 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 
 import pytest
 
 OURS = ("relaylimits", "spamt", "spamt.cdb", "tarpitbudget", "throttlefail", "throttlestoresize",
-        "servercert.pem", "tlsserverciphers")
+        "servercert.pem", "servercerts", "tlsserverciphers")
 EXTRA = ("tarpitbudget", "throttlefail", "throttlestoresize", "tlsserverciphers")
+
+
+def clear(home) -> None:
+    for name in EXTRA:
+        home.control.remove(name)
+    shutil.rmtree(home.control.path("servercerts"), ignore_errors=True)
 
 
 @pytest.fixture
 def ctl(home):
-    for name in EXTRA:
-        home.control.remove(name)
+    clear(home)
     try:
         yield home
     finally:
-        for name in EXTRA:
-            home.control.remove(name)
+        clear(home)
 
 
 def showctl(home) -> dict[str, str]:
@@ -60,6 +65,7 @@ def test_defaults_are_explained(ctl):
     assert said["throttlestoresize"] == "(Default.) The throttle store holds at most 1024 MiB."
     assert said["tlsserverciphers"] == "(Default.) OpenSSL's default ciphers."
     assert said["servercert.pem"].startswith("(Default.) No certificate")
+    assert said["servercerts"].startswith("(Default.) No certificates by name")
 
 
 def test_settings_and_table_state(ctl):
@@ -98,7 +104,12 @@ def test_none_of_ours_is_unknown(ctl):
     ctl.control.write("spamt", "default rcpt=100/1h\n")
     write_settings(ctl, "HIGH\n")
     newspamt(ctl)
-    r = subprocess.run([str(ctl.bin("qmail-showctl"))], capture_output=True, text=True, timeout=20)
+    ctl.control.path("servercerts").mkdir()
+    try:
+        r = subprocess.run([str(ctl.bin("qmail-showctl"))], capture_output=True, text=True, timeout=20)
+    finally:
+        ctl.control.path("servercerts").rmdir()
+    assert "servercerts: A client that asks for NAME (SNI) gets servercerts/NAME.pem" in r.stdout
     for name in OURS:
         assert f"{name}: I have no idea" not in r.stdout
     # and the stock check still works for files it does not know

@@ -21,6 +21,20 @@ TEST(TlsCiphers, EmptyPartsKeepDefaults) {
   EXPECT_EQ(c.tls13, "");
 }
 
+// SNI: only plain DNS names reach the file system, folded to lower case.
+TEST(TlsSni, HostNamesMapToFilesAndNothingElseDoes) {
+  EXPECT_EQ(tls::sni_file_name("mail.example.com"), "mail.example.com.pem");
+  EXPECT_EQ(tls::sni_file_name("MAIL.Example.COM"), "mail.example.com.pem");
+  EXPECT_EQ(tls::sni_file_name("xn--bcher-kva.example"), "xn--bcher-kva.example.pem");
+  EXPECT_EQ(tls::sni_file_name("localhost"), "localhost.pem");
+  for (const char* bad : {"", "..", "../servercert", "a/b", "a..b", ".a", "a.", "a b", "a\\b", "*.example.com",
+                          "a_b.example", "caf\xc3\xa9.example"})
+    EXPECT_EQ(tls::sni_file_name(bad), "") << bad;
+  EXPECT_EQ(tls::sni_file_name(std::string(253, 'a')), std::string(253, 'a') + ".pem");
+  EXPECT_EQ(tls::sni_file_name(std::string(254, 'a')), "");
+  EXPECT_EQ(tls::sni_file_name(std::string_view("a\0b", 3)), "");
+}
+
 TEST(OpenSslLoader, MissingLibraryIsAnError) {
   tls::OpenSsl table;
   auto l = tls::load_openssl_from("libssl-none.so.99", "libcrypto-none.so.99", table);

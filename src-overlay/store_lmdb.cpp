@@ -316,10 +316,11 @@ Result LmdbStore::open_env() {
 
   // data.mdb must come from the directory whose writer.lock we use, even if
   // the generation is renamed meanwhile (repair). By name is cheapest; it
-  // counts only when the file it opened is the one in that directory. LMDB
-  // opens the file twice; the second descriptor writes only when commits
-  // are synced, so a durable store always goes through the directory
-  // descriptor (/proc/self/fd), and by name only without /proc.
+  // counts only when the file opened is the one in that directory, else the
+  // directory descriptor is used (/proc/self/fd/N). LMDB opens the file
+  // twice and the second descriptor writes only when commits are synced:
+  // a durable store always goes through the directory descriptor. Without
+  // /proc, by name, checked the same way.
   if (options_.before_env_open != nullptr) options_.before_env_open(gen_path);
   int rc = -1;
   if (!options_.durable) {
@@ -330,7 +331,11 @@ Result LmdbStore::open_env() {
     char via_fd[40];
     std::snprintf(via_fd, sizeof via_fd, "/proc/self/fd/%d", gfd);
     rc = open_at(via_fd);
-    if (rc == ENOENT || rc == ENOTDIR) rc = open_at(gen_path.c_str());
+    if (rc == ENOENT || rc == ENOTDIR) {
+      rc = open_at(gen_path.c_str());
+      if (rc == 0 && !env_file_is(env_, gfd, "data.mdb"))
+        return fail(Status::unavailable, "store " + gen_path + " was replaced while it was being opened");
+    }
   }
   if (rc != 0) return fail(classify(rc), "cannot open store " + gen_path + ": " + mdb_strerror(rc));
   ::close(gfd);

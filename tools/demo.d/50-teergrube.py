@@ -1,4 +1,4 @@
-"""teergrube: a client of 127.0.0.0/8 with st=1000 stmax=3000 tg=1 flush=yes; the first message goes through, the next one waits 3 s for its 354 with continuation lines, EHLO without PIPELINING."""
+"""teergrube: a client of 127.0.0.0/8 with st=1000 stmax=3000 tg=1 flush=yes; the first message goes through, the next one waits 3 s for its 354 with continuation lines, EHLO without PIPELINING; qmail-throttlectl shows the client's state and releases it."""
 
 import subprocess
 import time
@@ -21,6 +21,12 @@ def demo(d):
     d.session(srv, script)
     print(f"  (the session took {time.monotonic() - t0:.1f} s)")
     d.show_log(srv)
+    ctl = qh.HOME / "bin/qmail-throttlectl"
+    for args in (("show", "127.0.0.1"), ("reset", "127.0.0.1")):
+        r = subprocess.run([str(ctl), "-d", str(qh.HOME), *args], capture_output=True, text=True, check=True)
+        print(f"  $ qmail-throttlectl {' '.join(args)}")
+        for line in r.stdout.splitlines():
+            print(f"    {line}")
     for name in ("spamt", "spamt.cdb"):
         d.control.remove(name)
     qh.reset_throttle()

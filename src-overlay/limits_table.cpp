@@ -15,6 +15,18 @@ namespace {
 
 constexpr Windows no_windows{};
 
+// The cdb record at `p` (avail >= 8 bytes there, at file offset pos): its
+// key and value, and where the next record starts. -1 when it does not fit.
+int parse_record(const unsigned char* p, std::size_t avail, std::uint32_t pos, std::string_view& key,
+                 std::string_view& value, std::uint32_t& next) noexcept {
+  std::uint32_t klen = cdb_unpack(p), vlen = cdb_unpack(p + 4);
+  if (klen > avail - 8 || vlen > avail - 8 - klen) return -1;
+  key = {reinterpret_cast<const char*>(p + 8), klen};
+  value = {reinterpret_cast<const char*>(p + 8 + klen), vlen};
+  next = pos + 8 + klen + vlen;
+  return 1;
+}
+
 char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 std::size_t put(char* out, std::string_view s) noexcept {
@@ -118,17 +130,11 @@ TableStatus LimitsTable::open_fd(int fd, Access access) noexcept {
   std::uint32_t pos = 2048;
   auto next_record = [&](std::string_view& key, std::string_view& value) -> int {
     const std::size_t at = pos - 2048;
-    if (at + 8 <= prefetched) {
-      const auto* q = reinterpret_cast<const unsigned char*>(default_.bytes) + at;
-      const std::uint64_t klen = cdb_unpack(q), vlen = cdb_unpack(q + 4);
-      if (klen + vlen <= prefetched - at - 8) {
-        key = {reinterpret_cast<const char*>(q + 8), static_cast<std::size_t>(klen)};
-        value = {reinterpret_cast<const char*>(q + 8 + klen), static_cast<std::size_t>(vlen)};
-        pos += static_cast<std::uint32_t>(8 + klen + vlen);
-        return 1;
-      }
-    }
-    prefetched = 0;  // record_at() overwrites the buffer
+    if (at + 8 <= prefetched &&
+        parse_record(reinterpret_cast<const unsigned char*>(default_.bytes) + at, prefetched - at, pos, key, value,
+                     pos) == 1)
+      return 1;
+    prefetched = 0;  // not all there: record_at() reads it, overwriting the buffer
     return record_at(pos, default_.bytes, key, value, pos);
   };
   std::string_view key, value;
@@ -195,12 +201,7 @@ int LimitsTable::record_at(std::uint32_t pos, char* buf, std::string_view& key, 
     }
   }
   if (p == nullptr || avail < 8) return avail < 8 ? 0 : -1;
-  std::uint32_t klen = cdb_unpack(p), vlen = cdb_unpack(p + 4);
-  if (klen > avail - 8 || vlen > avail - 8 - klen) return -1;
-  key = {reinterpret_cast<const char*>(p + 8), klen};
-  value = {reinterpret_cast<const char*>(p + 8 + klen), vlen};
-  next = pos + 8 + klen + vlen;
-  return 1;
+  return parse_record(p, avail, pos, key, value, next);
 }
 
 int LimitsTable::get(std::string_view key, char* buf, std::string_view& value) noexcept {

@@ -75,20 +75,25 @@ std::string duration(std::uint64_t ms) {
   return out;
 }
 
-// The budget keys an identity on the command line stands for: its own, and
-// for an IPv6 address also its /64 (clients without an entry of their own
-// are counted per /64).
-std::vector<std::string> keys_for(const char* word) {
+// An identity on the command line; a bad one ends the program.
+spamt::Identity identity_of(const char* word) {
   std::string error;
   std::optional<spamt::Identity> id = spamt::parse_identity(word, &error);
   if (!id) fatal(std::string(word) + ": " + error, 100);
   if (id->kind == spamt::Kind::fallback)
     fatal("default has no counters of its own: name a user, domain or address", 100);
-  std::vector<std::string> keys{id->budget_key()};
-  if (id->kind == spamt::Kind::address && id->network.address.bits() == 128) {
-    spamt::Identity block = *id;
+  return *id;
+}
+
+// The budget keys an identity stands for: its own, and for an IPv6
+// address also its /64 (clients without an entry of their own are counted
+// per /64).
+std::vector<std::string> keys_for(const spamt::Identity& id) {
+  std::vector<std::string> keys{id.budget_key()};
+  if (id.kind == spamt::Kind::address && id.network.address.bits() == 128) {
+    spamt::Identity block = id;
     block.kind = spamt::Kind::network;
-    block.network = ip::Network{ip::masked(id->network.address, 64), 64};
+    block.network = ip::Network{ip::masked(id.network.address, 64), 64};
     keys.push_back(block.budget_key());
   }
   return keys;
@@ -106,35 +111,34 @@ void print_counter(const store::CounterUsage& u, bool with_identity) {
   std::printf("\n");
 }
 
-// The teergrube state records qmail-smtpd may keep for an identity: for an
-// address, under the key the limits table gives it now (per client, per
-// block or a group) and under its own; for a network, its block's.
-std::vector<std::string> teergrube_keys(const throttle::Config& c, const char* word) {
-  std::optional<spamt::Identity> id = spamt::parse_identity(word, nullptr);
+// The keys of the teergrube state qmail-smtpd may keep for an identity: for
+// an address, the key the limits table gives it now (per client, per block
+// or a group) and its own; for a network, its block's.
+std::vector<std::string> teergrube_keys(const throttle::Config& c, const spamt::Identity& id) {
   std::vector<std::string> keys;
-  if (!id || (id->kind != spamt::Kind::address && id->kind != spamt::Kind::network)) return keys;
+  if (id.kind != spamt::Kind::address && id.kind != spamt::Kind::network) return keys;
   spamt::LimitsTable table;
   auto l = std::make_unique<spamt::Lookup>();
-  if (id->kind == spamt::Kind::address && table.open(c.table_path) == spamt::TableStatus::ok &&
-      table.lookup(id->network.address, "", *l) == spamt::LookupStatus::ok && l->teergrube().active())
-    keys.push_back("tg:" + std::string(l->teergrube().state_key));
-  const std::string own = "tg:" + id->budget_key();
+  if (id.kind == spamt::Kind::address && table.open(c.table_path) == spamt::TableStatus::ok &&
+      table.lookup(id.network.address, "", *l) == spamt::LookupStatus::ok && l->teergrube().active())
+    keys.emplace_back(l->teergrube().state_key);
+  const std::string own = id.budget_key();
   if (keys.empty() || keys[0] != own) keys.push_back(own);
   return keys;
 }
 
-void show_teergrube(store::LmdbStore& s, const throttle::Config& c, const char* word, std::uint64_t now) {
-  for (const std::string& key : teergrube_keys(c, word)) {
+void show_teergrube(store::LmdbStore& s, const throttle::Config& c, const spamt::Identity& id, std::uint64_t now) {
+  for (const std::string& key : teergrube_keys(c, id)) {
     std::optional<std::string> value;
-    check(s.read_record(key, now, value), "show");
+    check(s.read_record(teergrube::record_key(key), now, value), "show");
     if (!value) continue;
     std::optional<teergrube::State> st = teergrube::decode(*value);
     if (!st) {
-      std::printf("  teergrube state %s: unreadable\n", key.c_str() + 3);
+      std::printf("  teergrube state %s: unreadable\n", key.c_str());
       continue;
     }
-    std::printf("  teergrube state %s: last message released %s ago, its computed wait %llums\n",
-                key.c_str() + 3, st->last_ms > now ? "0s" : duration(now - st->last_ms).c_str(),
+    std::printf("  teergrube state %s: last message released %s ago, its computed wait %llums\n", key.c_str(),
+                st->last_ms > now ? "0s" : duration(now - st->last_ms).c_str(),
                 static_cast<unsigned long long>(st->wait_ms));
   }
 }
@@ -143,7 +147,8 @@ int show(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
   std::uint64_t now = window::clock_ms();
   std::vector<store::CounterUsage> usage;
   for (int i = 0; i < n; ++i) {
-    for (const std::string& key : keys_for(words[i])) {
+    const spamt::Identity id = identity_of(words[i]);
+    for (const std::string& key : keys_for(id)) {
       check(s.usage(key, now, usage), "show");
       std::printf("%s:", relay_policy::describe_key(key).c_str());
       if (usage.empty()) {
@@ -156,7 +161,7 @@ int show(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
         print_counter(u, false);
       }
     }
-    show_teergrube(s, c, words[i], now);
+    show_teergrube(s, c, id, now);
   }
   return 0;
 }
@@ -171,21 +176,22 @@ int top(store::LmdbStore& s, std::size_t count, std::string_view metric) {
 int reset(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
   std::uint64_t now = window::clock_ms();
   for (int i = 0; i < n; ++i) {
-    for (const std::string& key : keys_for(words[i])) {
+    const spamt::Identity id = identity_of(words[i]);
+    for (const std::string& key : keys_for(id)) {
       std::size_t removed = 0;
       check(s.reset(key, now, &removed), "reset");
       std::printf("%s: %zu counter%s reset\n", relay_policy::describe_key(key).c_str(), removed,
                   removed == 1 ? "" : "s");
     }
-    for (const std::string& key : teergrube_keys(c, words[i])) {
+    for (const std::string& key : teergrube_keys(c, id)) {
       bool had = false;
-      check(s.update_record(key, now,
+      check(s.update_record(teergrube::record_key(key), now,
                             [&](std::optional<std::string_view> current) {
                               had = current.has_value();
                               return store::RecordEdit::erase();
                             }),
             "reset");
-      if (had) std::printf("teergrube state %s reset\n", key.c_str() + 3);
+      if (had) std::printf("teergrube state %s reset\n", key.c_str());
     }
   }
   return 0;

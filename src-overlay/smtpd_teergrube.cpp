@@ -66,11 +66,7 @@ DataResult at_data(throttle::SessionThrottle& s, std::uint32_t rcpts, int fd, cl
     outcome = compute(params, previous, rcpts, now);
     return store::RecordEdit::put(encode(outcome.next), now + reset_after_ms(params) + 1000);
   };
-  store::Result r;
-  {
-    const std::string key = "tg:" + std::string(t->state_key);
-    r = s.store()->update_record(key, now, edit);
-  }
+  store::Result r = s.store()->update_record(record_key(t->state_key), now, edit);
   if (!r.ok()) {
     if (!store_fault_logged)
       s.emit("throttle: store fault ip " + logline::field(s.ip()) + " teergrube: " +

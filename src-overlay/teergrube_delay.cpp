@@ -88,4 +88,6 @@ std::optional<State> decode(std::string_view bytes) noexcept {
   return s;
 }
 
+std::string record_key(std::string_view state_key) { return "tg:" + std::string(state_key); }
+
 }  // namespace teergrube

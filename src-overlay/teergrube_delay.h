@@ -68,6 +68,10 @@ Outcome compute(const Params& p, std::optional<State> previous, std::uint32_t rc
 // starts afresh anyway.
 std::uint64_t reset_after_ms(const Params& p) noexcept;
 
+// The store record of the state kept under `state_key` ("a:192.0.2.7",
+// "n:192.0.2.0/24", "g:NAME"): "tg:" and the key.
+std::string record_key(std::string_view state_key);
+
 // The stored form: 16 bytes, little-endian. decode() rejects anything else.
 std::string encode(const State& s);
 std::optional<State> decode(std::string_view bytes) noexcept;

@@ -80,7 +80,7 @@ bool Server::prepare(const Settings& settings) {
     error_ = "cannot initialise OpenSSL: " + openssl_error(0, SSL_ERROR_SSL);
     return false;
   }
-  SSL_CTX* ctx = make_context(settings.certificate);
+  SSL_CTX* ctx = make_context(settings.certificate, error_);
   if (ctx == nullptr) return false;
   if (!settings.sni_directory.empty()) {
     o.SSL_CTX_callback_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, reinterpret_cast<void (*)()>(&on_server_name));
@@ -97,11 +97,11 @@ bool Server::prepare(const Settings& settings) {
   return true;
 }
 
-SSL_CTX* Server::make_context(const char* certificate) {
+SSL_CTX* Server::make_context(const char* certificate, std::string& why) {
   const OpenSsl& o = *lib_;
   SSL_CTX* ctx = o.SSL_CTX_new(o.TLS_server_method());
   if (ctx == nullptr) {
-    error_ = "cannot make a TLS context: " + openssl_error(0, SSL_ERROR_SSL);
+    why = "cannot make a TLS context: " + openssl_error(0, SSL_ERROR_SSL);
     return nullptr;
   }
   // freed when it cannot be made as asked
@@ -115,7 +115,7 @@ SSL_CTX* Server::make_context(const char* certificate) {
   // TLS 1.2 at least; a stricter system-wide minimum (openssl.cnf) stays
   long min = o.SSL_CTX_ctrl(ctx, SSL_CTRL_GET_MIN_PROTO_VERSION, 0, nullptr);
   if (min < TLS1_2_VERSION && o.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, nullptr) != 1) {
-    error_ = "cannot require TLS 1.2: " + openssl_error(0, SSL_ERROR_SSL);
+    why = "cannot require TLS 1.2: " + openssl_error(0, SSL_ERROR_SSL);
     return nullptr;
   }
   // One process per session: no session cache or tickets to resume from,
@@ -131,17 +131,17 @@ SSL_CTX* Server::make_context(const char* certificate) {
 
   Ciphers ciphers = split_ciphers(settings_.ciphers);
   if (!ciphers.tls12.empty() && o.SSL_CTX_set_cipher_list(ctx, ciphers.tls12.c_str()) != 1) {
-    error_ = "no usable TLS 1.2 cipher in \"" + ciphers.tls12 + "\": " + openssl_error(0, SSL_ERROR_SSL);
+    why = "no usable TLS 1.2 cipher in \"" + ciphers.tls12 + "\": " + openssl_error(0, SSL_ERROR_SSL);
     return nullptr;
   }
   if (!ciphers.tls13.empty() && o.SSL_CTX_set_ciphersuites(ctx, ciphers.tls13.c_str()) != 1) {
-    error_ = "no usable TLS 1.3 suite in \"" + ciphers.tls13 + "\": " + openssl_error(0, SSL_ERROR_SSL);
+    why = "no usable TLS 1.3 suite in \"" + ciphers.tls13 + "\": " + openssl_error(0, SSL_ERROR_SSL);
     return nullptr;
   }
   if (o.SSL_CTX_use_certificate_chain_file(ctx, certificate) != 1 ||
       o.SSL_CTX_use_PrivateKey_file(ctx, certificate, SSL_FILETYPE_PEM) != 1 ||
       o.SSL_CTX_check_private_key(ctx) != 1) {
-    error_ = std::string("cannot use ") + certificate + ": " + openssl_error(0, SSL_ERROR_SSL);
+    why = std::string("cannot use ") + certificate + ": " + openssl_error(0, SSL_ERROR_SSL);
     return nullptr;
   }
   SSL_CTX* made = ctx;
@@ -162,13 +162,8 @@ int Server::on_server_name(SSL* ssl, int*, void* arg) {
   if (file.empty()) return SSL_TLSEXT_ERR_OK;
   const std::string path = self.settings_.sni_directory + "/" + file;
   if (access(path.c_str(), F_OK) != 0) return SSL_TLSEXT_ERR_OK;  // no certificate of its own
-  const std::string saved_error = self.error_;
-  SSL_CTX* ctx = self.make_context(path.c_str());
-  if (ctx == nullptr) {
-    self.sni_error_ = self.error_;
-    self.error_ = saved_error;
-    return SSL_TLSEXT_ERR_OK;
-  }
+  SSL_CTX* ctx = self.make_context(path.c_str(), self.sni_error_);
+  if (ctx == nullptr) return SSL_TLSEXT_ERR_OK;
   o.SSL_set_SSL_CTX(ssl, ctx);
   self.sni_ctx_ = ctx;
   self.sni_certificate_ = path;

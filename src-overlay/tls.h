@@ -80,8 +80,8 @@ class Server {
   int until_done(int timeout, Op op, Wait& end);
   std::string openssl_error(int ret, int ssl_error);
   // A context with qmail-smtpd's TLS policy and the certificate file; null
-  // with error_ set when it cannot be made.
-  SSL_CTX* make_context(const char* certificate);
+  // with `why` set when it cannot be made.
+  SSL_CTX* make_context(const char* certificate, std::string& why);
   static int on_server_name(SSL* ssl, int* alert, void* self);
 
   const OpenSsl* lib_ = nullptr;

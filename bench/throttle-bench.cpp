@@ -15,7 +15,11 @@
 //       exit count) of N fresh processes that only open a raw LMDB
 //       environment in DIR and commit one small write, against N that do
 //       nothing; no qmail-throttle code runs. Prints both medians and the
-//       difference.
+//       difference. Alongside, the floor of the other design, a long-lived
+//       counter daemon (as Postfix's anvil): N fresh processes that connect
+//       to a unix socket in DIR and make one request/reply round trip, the
+//       daemon doing nothing but answer (epoll, one process); their CPU and
+//       the daemon's, per connection.
 //   throttle-bench script PATH N
 //       N runs of PATH by fork/exec/wait, as qmail-smtpd's rcptcheck patch
 //       runs its checker for every RCPT, with the environment it gives.
@@ -26,6 +30,7 @@
 // and LMDB linked statically, as qmail-smtpd will link it.
 
 #include <algorithm>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -33,7 +38,10 @@
 #include <string>
 #include <vector>
 
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -201,29 +209,104 @@ int floor_once(const char* dir) {
   _exit(0);  // as qmail-smtpd ends: no cleanup
 }
 
+double cpu_us(const struct rusage& ru) {
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+bool socket_address(const char* dir, sockaddr_un& a) {
+  a = {};
+  a.sun_family = AF_UNIX;
+  return std::snprintf(a.sun_path, sizeof a.sun_path, "%s/floor.sock", dir) < static_cast<int>(sizeof a.sun_path);
+}
+
+// The daemon of the IPC floor: answers every request line with "ok\n" and
+// does nothing else, until SIGTERM.
+[[noreturn]] void ipc_daemon(int listener) {
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = listener;
+  if (ep == -1 || epoll_ctl(ep, EPOLL_CTL_ADD, listener, &e) == -1) _exit(1);
+  epoll_event ready[64];
+  char buf[512];
+  for (;;) {
+    const int n = epoll_wait(ep, ready, 64, -1);
+    for (int i = 0; i < n; ++i) {
+      const int fd = ready[i].data.fd;
+      if (fd == listener) {
+        const int c = accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        epoll_event ce{};
+        ce.events = EPOLLIN;
+        ce.data.fd = c;
+        if (c != -1 && epoll_ctl(ep, EPOLL_CTL_ADD, c, &ce) == -1) close(c);
+        continue;
+      }
+      const ssize_t got = read(fd, buf, sizeof buf);
+      if (got <= 0) {
+        close(fd);  // also leaves the epoll set
+        continue;
+      }
+      if (write(fd, "ok\n", 3) != 3) close(fd);
+    }
+  }
+}
+
+// A fresh process: connect to the daemon, one request and its reply.
+int ipc_once(const char* dir) {
+  sockaddr_un a;
+  char reply[16];
+  static const char request[] = "charge a:192.0.2.7 rcpt 3600 1000000\n";
+  const int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (!socket_address(dir, a) || s == -1 || connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == -1 ||
+      write(s, request, sizeof request - 1) != static_cast<ssize_t>(sizeof request - 1) || read(s, reply, sizeof reply) != 3)
+    return 1;
+  _exit(0);
+}
+
 int bench_floor(const char* self, const char* dir, long n) {
-  std::vector<double> nothing, lmdb;
-  for (long i = 0; i < 2 * n; ++i) {
-    const bool raw = i % 2 == 1;
+  sockaddr_un a;
+  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (!socket_address(dir, a) || listener == -1) return 1;
+  unlink(a.sun_path);
+  if (bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == -1 || listen(listener, 128) == -1) {
+    std::perror("throttle-bench: floor socket");
+    return 1;
+  }
+  const pid_t daemon = fork();
+  if (daemon == 0) ipc_daemon(listener);
+  close(listener);
+
+  std::vector<double> nothing, lmdb, ipc;
+  int failed = 0;
+  for (long i = 0; i < 3 * n && failed == 0; ++i) {
+    const int kind = static_cast<int>(i % 3);
+    const char* mode = kind == 0 ? "nothing" : kind == 1 ? "floor1" : "ipc1";
     const pid_t pid = fork();
     if (pid == 0) {
-      char* const argv[] = {const_cast<char*>(self), const_cast<char*>(raw ? "floor1" : "nothing"),
-                            const_cast<char*>(dir), nullptr};
+      char* const argv[] = {const_cast<char*>(self), const_cast<char*>(mode), const_cast<char*>(dir), nullptr};
       execv(self, argv);
       _exit(120);
     }
     int st;
     struct rusage ru;
     if (wait4(pid, &st, 0, &ru) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      std::fprintf(stderr, "throttle-bench: floor child failed (status %d)\n", st);
-      return 1;
+      std::fprintf(stderr, "throttle-bench: floor child %s failed (status %d)\n", mode, st);
+      failed = 1;
+      break;
     }
-    const double us = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-                      static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-    (raw ? lmdb : nothing).push_back(us);
+    (kind == 0 ? nothing : kind == 1 ? lmdb : ipc).push_back(cpu_us(ru));
   }
-  const double a = pct(nothing, 50), b = pct(lmdb, 50);
-  std::printf("mode=floor n=%ld nothing_cpu_us=%.0f lmdb_cpu_us=%.0f floor_us=%.0f\n", n, a, b, b - a);
+  kill(daemon, SIGTERM);
+  int st;
+  struct rusage dru;
+  if (wait4(daemon, &st, 0, &dru) != daemon || failed != 0) return 1;
+  unlink(a.sun_path);
+  const double a0 = pct(nothing, 50), b = pct(lmdb, 50), c = pct(ipc, 50);
+  const double daemon_us = cpu_us(dru) / static_cast<double>(n);
+  std::printf("mode=floor n=%ld nothing_cpu_us=%.0f lmdb_cpu_us=%.0f floor_us=%.0f ipc_client_cpu_us=%.0f "
+              "ipc_daemon_cpu_us=%.0f ipc_floor_us=%.0f\n",
+              n, a0, b, b - a0, c, daemon_us, c - a0 + daemon_us);
   return 0;
 }
 
@@ -279,6 +362,7 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "open1") == 0) return open_once(argv[2]);
   if (argc >= 4 && std::strcmp(argv[1], "floor") == 0) return bench_floor("/proc/self/exe", argv[2], std::atol(argv[3]));
   if (argc == 3 && std::strcmp(argv[1], "floor1") == 0) return floor_once(argv[2]);
+  if (argc == 3 && std::strcmp(argv[1], "ipc1") == 0) return ipc_once(argv[2]);
   if (argc == 3 && std::strcmp(argv[1], "nothing") == 0) _exit(0);
   std::fprintf(stderr,
                "usage: throttle-bench lmdb DIR N [PROCS] [durable]\n"

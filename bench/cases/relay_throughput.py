@@ -20,6 +20,10 @@ relay client (RELAYCLIENT). qmail-smtpd's queue is bench/queue-sink.
   LMDB environment and commits one write, against one that does nothing;
   whole-process CPU). Added to stock's CPU per connection it gives the best
   msg/s ratio such a design could reach on this machine (CPU-bound load).
+- The other design's floor, from the same run: a long-lived counter daemon
+  that qmail-smtpd would ask over a unix socket (as Postfix's anvil): a fresh
+  process that connects and makes one round trip, plus the daemon's CPU for
+  answering it, the daemon doing nothing else.
 """
 
 import re
@@ -63,7 +67,8 @@ def postfix_rate(ctx, name, main_cf) -> float:
     return MESSAGES / wall
 
 
-def lmdb_floor_us(ctx) -> float:
+def floors_us(ctx) -> tuple[float, float]:
+    """(embedded LMDB floor, counter daemon IPC floor), CPU us per connection."""
     d = ctx.dir / "lmdb-floor"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
@@ -72,7 +77,9 @@ def lmdb_floor_us(ctx) -> float:
     if r.returncode != 0:
         raise RuntimeError(f"throttle-bench floor: {r.stderr.strip()}")
     print("  " + r.stdout.strip(), flush=True)
-    return float(re.search(r"floor_us=(-?[0-9.]+)", r.stdout).group(1))
+    lmdb = float(re.search(r" floor_us=(-?[0-9.]+)", r.stdout).group(1))
+    ipc = float(re.search(r" ipc_floor_us=(-?[0-9.]+)", r.stdout).group(1))
+    return lmdb, ipc
 
 
 def run(ctx):
@@ -104,15 +111,19 @@ def run(ctx):
     pf_off = benchlib.median([postfix_rate(ctx, "off", {}) for _ in range(3)])
     pf_on = benchlib.median([postfix_rate(ctx, "on", limits) for _ in range(3)])
     print(f"  postfix {pf_off:8.0f} msg/s without limits, {pf_on:8.0f} msg/s with anvil rate limits", flush=True)
-    floor = lmdb_floor_us(ctx)
+    floor, ipc_floor = floors_us(ctx)
     best = s_cpu / (s_cpu + floor)
+    ipc_best = s_cpu / (s_cpu + ipc_floor)
     print(f"  an embedded LMDB store costs at least {floor:.0f} us of CPU per connection here: "
           f"best possible per-connection ratio {best:.3f}", flush=True)
+    print(f"  a counter daemon costs at least {ipc_floor:.0f} us per connection in IPC alone: "
+          f"best possible per-connection ratio {ipc_best:.3f}", flush=True)
     qh.reset_throttle()
     return [
         ("relay msg/s, limits on (qmail)", s_rate, p_rate, p_rate / s_rate),
         ("relay CPU us/connection, limits on", s_cpu, p_cpu, p_cpu / s_cpu),
         ("floor: CPU us/connection, raw LMDB open+write", s_cpu, s_cpu + floor, best),
+        ("floor: CPU us/connection, daemon round trip", s_cpu, s_cpu + ipc_floor, ipc_best),
         ("relay msg/s, limits on, kept connections", k_stock, k_patched, k_patched / k_stock),
         ("Postfix msg/s: no limits vs anvil limits", pf_off, pf_on, pf_on / pf_off),
         ("msg/s: Postfix+limits vs qmail-throttle", pf_on, p_rate, p_rate / pf_on),

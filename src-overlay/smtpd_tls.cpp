@@ -21,8 +21,14 @@ namespace {
 
 constexpr const char* certificate = "control/servercert.pem";
 
+// Constructed on first use (no global constructor) by what needs it:
+// asking whether TLS is active does not, so that a session without TLS
+// never builds it.
+bool server_built = false;
+
 tls::Server& server() noexcept {
-  static tls::Server s;  // constructed on first use: no global constructor
+  static tls::Server s;
+  server_built = true;
   return s;
 }
 
@@ -87,7 +93,7 @@ extern "C" int smtpd_tls_handshake(int timeout) noexcept {
   return 1;
 }
 
-extern "C" int smtpd_tls_active(void) noexcept { return server().active() ? 1 : 0; }
+extern "C" int smtpd_tls_active(void) noexcept { return server_built && server().active() ? 1 : 0; }
 
 extern "C" int smtpd_tls_read(int timeout, char* buf, int len) noexcept { return server().read(timeout, buf, len); }
 
@@ -95,4 +101,6 @@ extern "C" int smtpd_tls_write(int timeout, const char* buf, int len) noexcept {
   return server().write(timeout, buf, len);
 }
 
-extern "C" void smtpd_tls_close(void) noexcept { server().close(5); }
+extern "C" void smtpd_tls_close(void) noexcept {
+  if (server_built) server().close(5);
+}

@@ -82,7 +82,7 @@ bool Server::prepare(const Settings& settings) {
   }
   SSL_CTX* ctx = make_context(settings.certificate, error_);
   if (ctx == nullptr) return false;
-  if (!settings.sni_directory.empty()) {
+  if (settings.sni_directory != nullptr && *settings.sni_directory != '\0') {
     o.SSL_CTX_callback_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB, reinterpret_cast<void (*)()>(&on_server_name));
     o.SSL_CTX_ctrl(ctx, SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG, 0, this);
   }
@@ -160,7 +160,7 @@ int Server::on_server_name(SSL* ssl, int*, void* arg) {
   if (host == nullptr || self.sni_ctx_ != nullptr) return SSL_TLSEXT_ERR_OK;
   const std::string file = sni_file_name(host);
   if (file.empty()) return SSL_TLSEXT_ERR_OK;
-  const std::string path = self.settings_.sni_directory + "/" + file;
+  const std::string path = std::string(self.settings_.sni_directory) + "/" + file;
   if (access(path.c_str(), F_OK) != 0) return SSL_TLSEXT_ERR_OK;  // no certificate of its own
   SSL_CTX* ctx = self.make_context(path.c_str(), self.sni_error_);
   if (ctx == nullptr) return SSL_TLSEXT_ERR_OK;

@@ -34,8 +34,10 @@ struct Settings {
   const char* certificate = "control/servercert.pem";  // certificate chain and key
   std::string ciphers;                                 // as in the control file; "" = defaults
   // SNI: the certificate for a name the client asks for is DIR/NAME.pem
-  // (NAME in lower case) when that file exists; else `certificate`. "": off.
-  std::string sni_directory = "control/servercerts";
+  // (NAME in lower case) when that file exists; else `certificate`. "" or
+  // null: off. Not owned, as `certificate`: a literal, so that a session
+  // that never starts TLS allocates nothing here.
+  const char* sni_directory = "control/servercerts";
 };
 
 // The file name an SNI host name maps to ("mail.example.com" ->

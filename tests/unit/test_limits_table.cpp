@@ -12,26 +12,12 @@
 #include <vector>
 
 #include "limits_table.h"
+#include "allocation_count.h"
 #include "spamt_test_table.h"
 
 using namespace spamt;
 using spamt_test::build;
 using spamt_test::str;
-
-// Counts allocations, to prove that a lookup makes none. (GCC cannot tell
-// that these replacements pair malloc with free.)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-namespace {
-std::size_t allocations = 0;
-}
-void* operator new(std::size_t n) {
-  ++allocations;
-  void* p = std::malloc(n ? n : 1);
-  if (!p) std::abort();
-  return p;
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -466,13 +452,13 @@ TEST_P(LimitsTableAccess, LookupAllocatesNothing) {
       "2001:db8::/32 rcpt=10/1h\n"
       "default rcpt=1/1d st=1 group=g authfail=3/1h\n");
   Lookup l;
-  std::size_t before = allocations;
+  std::size_t before = allocation_count::now();
   for (int i = 0; i < 100; ++i) {
     b->table.lookup("192.0.2.7", "alice@example.com", l);
     b->table.lookup("::ffff:198.51.100.1", "", l);
     b->table.lookup("2001:db8::1", "bob@example.com", l);
   }
-  EXPECT_EQ(allocations, before);
+  EXPECT_EQ(allocation_count::now(), before);
 }
 
 TEST_P(LimitsTableAccess, MixedFileKeepsEachLinesMeaning) {

@@ -3,7 +3,9 @@
 // level (tests/smtp/test_starttls.py) against the real qmail-smtpd.
 #include <gtest/gtest.h>
 
+#include "allocation_count.h"
 #include "openssl_loader.h"
+#include "smtpd_tls.h"
 #include "tls.h"
 
 TEST(TlsCiphers, SplitByVersion) {
@@ -78,4 +80,19 @@ TEST(TlsServer, CiphersOpenSslRejectsAreReported) {
   settings.ciphers = "TLS_NO_SUCH_SUITE";
   EXPECT_FALSE(t.prepare(settings));
   EXPECT_NE(t.error().find("no usable TLS 1.3 suite"), std::string::npos) << t.error();
+}
+
+// Every qmail-smtpd session asks whether TLS is active (at each write): a
+// session that never starts TLS must not build or allocate anything for it
+// (the first allocation costs a process brk calls, a getrandom and page
+// faults).
+TEST(TlsServer, ASessionWithoutTlsAllocatesNothing) {
+  const std::size_t before = allocation_count::now();
+  {
+    tls::Settings settings;
+    tls::Server server;
+    EXPECT_FALSE(server.active());
+  }
+  EXPECT_EQ(smtpd_tls_active(), 0);
+  EXPECT_EQ(allocation_count::now(), before);
 }

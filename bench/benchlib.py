@@ -162,6 +162,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stock_and_patched(round_number: int):
+    """(label, qmail-smtpd) pairs of one round, stock first in even rounds and
+    patched first in odd ones: whichever runs second in a round runs after a
+    load (connections in TIME_WAIT, caches) and must not always be the same."""
+    pair = (("stock", qh.STOCK_SMTPD), ("patched", qh.PATCHED_SMTPD))
+    return pair if round_number % 2 == 0 else pair[::-1]
+
+
 def median(xs):
     return statistics.median(xs)
 

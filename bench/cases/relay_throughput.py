@@ -87,13 +87,13 @@ def run(ctx):
     qh.reset_throttle()
     results = {"stock": [], "patched": []}
     for rnd in range(ROUNDS):
-        for label, smtpd in (("stock", qh.STOCK_SMTPD), ("patched", qh.PATCHED_SMTPD)):
+        for label, smtpd in benchlib.stock_and_patched(rnd):
             rate, cpu = qmail_round(ctx, label, smtpd)
             results[label].append((rate, cpu))
             print(f"  round {rnd + 1} {label:8} {rate:8.0f} msg/s {cpu:7.0f} us CPU/connection", flush=True)
     kept = {"stock": [], "patched": []}
-    for rnd in range(3):
-        for label, smtpd in (("stock", qh.STOCK_SMTPD), ("patched", qh.PATCHED_SMTPD)):
+    for rnd in range(4):
+        for label, smtpd in benchlib.stock_and_patched(rnd):
             rate, cpu = qmail_round(ctx, label, smtpd, per_connection=False)
             kept[label].append(rate)
             print(f"  kept connections, round {rnd + 1} {label:8} {rate:8.0f} msg/s", flush=True)

@@ -2,7 +2,7 @@
 
 Postfix's smtp-source opens many parallel sessions against stock and patched
 qmail-smtpd under tcpserver on loopback, one message per connection, and the
-two are run alternately several times in one run. The queue is a stand-in
+two are run alternately several times in one run (who goes first alternates). The queue is a stand-in
 (bench/queue-sink) so that the disk does not drown the difference.
 """
 
@@ -18,7 +18,7 @@ def run(ctx):
     env = {"QMAILQUEUE": str(ctx.sink)}
     results = {"stock": [], "patched": []}
     for rnd in range(ROUNDS):
-        for label, smtpd in (("stock", qh.STOCK_SMTPD), ("patched", qh.PATCHED_SMTPD)):
+        for label, smtpd in benchlib.stock_and_patched(rnd):
             srv = ctx.server(smtpd, env=env, concurrency=SESSIONS + 10)
             wall = benchlib.smtp_source(srv.port, SESSIONS, MESSAGES)
             cpu = srv.finish()

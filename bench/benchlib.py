@@ -170,6 +170,52 @@ def stock_and_patched(round_number: int):
     return pair if round_number % 2 == 0 else pair[::-1]
 
 
+def parallel_clients(session_loop, clients: int, per_client: int) -> tuple[int, float]:
+    """Runs session_loop(per_client) in `clients` forked processes at once;
+    returns (sessions it reported done, wall seconds). Forked, so nothing is
+    pickled (the cases are loaded from a path)."""
+    import multiprocessing
+    mp = multiprocessing.get_context("fork")
+    counts = mp.Queue()
+    t0 = time.monotonic()
+    procs = [mp.Process(target=lambda: counts.put(session_loop(per_client))) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    done = sum(counts.get(timeout=600) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    return done, time.monotonic() - t0
+
+
+BENCH_MESSAGE = b"Subject: bench\r\n\r\n" + b"x" * 1000 + b"\r\n.\r\n"
+
+
+def starttls_messages(port: int, count: int, cafile: str, sender: str = "bench@client.example",
+                      rcpts: tuple[str, ...] = ("u@test.example",), auth_plain: str | None = None) -> int:
+    """`count` sessions one after the other: EHLO, STARTTLS, EHLO, AUTH PLAIN
+    (when given), one message of BENCH_MESSAGE, QUIT. Returns how many
+    messages were accepted; a refused AUTH or RCPT is an error."""
+    import ssl
+    import tlsauth as ta
+    ctx = ssl.create_default_context(cafile=cafile)
+    done = 0
+    for _ in range(count):
+        t = ta.starttls_at(port, ctx)
+        if auth_plain is not None and not t.cmd("AUTH PLAIN " + auth_plain).startswith(b"235 "):
+            raise RuntimeError("AUTH refused")
+        t.cmd(f"MAIL FROM:<{sender}>")
+        for rcpt in rcpts:
+            if not t.cmd(f"RCPT TO:<{rcpt}>").startswith(b"250 "):
+                raise RuntimeError(f"RCPT {rcpt} refused")
+        t.cmd("DATA")
+        t.send(BENCH_MESSAGE)
+        if t.reply().startswith(b"250 "):
+            done += 1
+        t.cmd("QUIT")
+        t.close()
+    return done
+
+
 def median(xs):
     return statistics.median(xs)
 

@@ -16,15 +16,11 @@
    second and server CPU per TLS session (exec, loading OpenSSL, handshake).
 """
 
-import multiprocessing
 import os
 import resource
 import shlex
 import shutil
-import socket
 import subprocess
-import ssl
-import time
 
 import benchlib
 import qmail_harness as qh
@@ -53,28 +49,6 @@ def exec_cpu_us(argv: list[str], env: dict, session_file: str) -> float:
         os.waitpid(pid, 0)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / EXECS * 1e6
-
-
-def tls_sessions(port: int, count: int, cafile: str) -> int:
-    ctx = ssl.create_default_context(cafile=cafile)
-    done = 0
-    for _ in range(count):
-        s = qh.Session(socket.create_connection(("127.0.0.1", port), timeout=30))
-        s.reply()
-        s.cmd("EHLO client.example")
-        if not s.cmd("STARTTLS").startswith(b"220 "):
-            raise RuntimeError("STARTTLS refused")
-        t = qh.Session(ctx.wrap_socket(s.sock, server_hostname=ta.HOSTNAME))
-        t.cmd("EHLO client.example")
-        t.cmd("MAIL FROM:<bench@client.example>")
-        t.cmd("RCPT TO:<u@test.example>")
-        t.cmd("DATA")
-        t.send(MESSAGE)
-        if t.reply().startswith(b"250 "):
-            done += 1
-        t.cmd("QUIT")
-        t.close()
-    return done
 
 
 def perf_instructions(argv: list[str], env: dict, session_file: str, runs: int = 300) -> float | None:
@@ -139,18 +113,8 @@ def run(ctx):
 
     srv = ctx.server(qh.PATCHED_SMTPD, env=sink, args=ta.auth_args(), concurrency=TLS_CLIENTS + 10)
     per_client = TLS_SESSIONS // TLS_CLIENTS
-    t0 = time.monotonic()
-    # forked clients (this module is loaded from a path, so nothing is pickled)
-    mp = multiprocessing.get_context("fork")
-    counts = mp.Queue()
-    clients = [mp.Process(target=lambda: counts.put(tls_sessions(srv.port, per_client, str(ta.certificate()[1]))))
-               for _ in range(TLS_CLIENTS)]
-    for c in clients:
-        c.start()
-    done = sum(counts.get(timeout=600) for _ in clients)
-    for c in clients:
-        c.join(timeout=60)
-    wall = time.monotonic() - t0
+    done, wall = benchlib.parallel_clients(lambda n: benchlib.starttls_messages(srv.port, n, str(ta.certificate()[1])),
+                                           TLS_CLIENTS, per_client)
     cpu = srv.finish()
     if done != per_client * TLS_CLIENTS:
         raise RuntimeError(f"only {done} of {per_client * TLS_CLIENTS} TLS sessions delivered")

@@ -105,6 +105,16 @@ def starttls(s: qh.Session, ctx: ssl.SSLContext | None = None) -> qh.Session:
     return qh.Session(tls)
 
 
+def starttls_at(port: int, ctx: ssl.SSLContext, timeout: float = 30) -> qh.Session:
+    """A session to 127.0.0.1:port that said EHLO, STARTTLS and EHLO again."""
+    s = qh.Session(socket.create_connection(("127.0.0.1", port), timeout=timeout))
+    s.reply()
+    s.cmd("EHLO client.example")
+    t = starttls(s, ctx)
+    t.cmd("EHLO client.example")
+    return t
+
+
 def smtps_connect(server: qh.SmtpServer, ctx: ssl.SSLContext | None = None) -> qh.Session:
     """TLS from the first byte (SMTPS)."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)

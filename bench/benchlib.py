@@ -162,12 +162,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def taking_turns(round_number: int, first, second) -> tuple:
+    """(first, second) in even rounds, (second, first) in odd ones: whichever
+    runs second in a round runs after a load (connections in TIME_WAIT,
+    caches) and must not always be the same."""
+    return (first, second) if round_number % 2 == 0 else (second, first)
+
+
 def stock_and_patched(round_number: int):
-    """(label, qmail-smtpd) pairs of one round, stock first in even rounds and
-    patched first in odd ones: whichever runs second in a round runs after a
-    load (connections in TIME_WAIT, caches) and must not always be the same."""
-    pair = (("stock", qh.STOCK_SMTPD), ("patched", qh.PATCHED_SMTPD))
-    return pair if round_number % 2 == 0 else pair[::-1]
+    """(label, qmail-smtpd) pairs of one round, taking turns going first."""
+    return taking_turns(round_number, ("stock", qh.STOCK_SMTPD), ("patched", qh.PATCHED_SMTPD))
 
 
 def parallel_clients(session_loop, clients: int, per_client: int) -> tuple[int, float]:
@@ -190,7 +194,7 @@ def parallel_clients(session_loop, clients: int, per_client: int) -> tuple[int, 
 BENCH_MESSAGE = b"Subject: bench\r\n\r\n" + b"x" * 1000 + b"\r\n.\r\n"
 
 
-def starttls_messages(port: int, count: int, cafile: str, sender: str = "bench@client.example",
+def starttls_messages(server: qh.SmtpServer, count: int, cafile: str, sender: str = "bench@client.example",
                       rcpts: tuple[str, ...] = ("u@test.example",), auth_plain: str | None = None) -> int:
     """`count` sessions one after the other: EHLO, STARTTLS, EHLO, AUTH PLAIN
     (when given), one message of BENCH_MESSAGE, QUIT. Returns how many
@@ -200,7 +204,7 @@ def starttls_messages(port: int, count: int, cafile: str, sender: str = "bench@c
     ctx = ssl.create_default_context(cafile=cafile)
     done = 0
     for _ in range(count):
-        t = ta.starttls_at(port, ctx)
+        t = ta.starttls_at(server, ctx)
         if auth_plain is not None and not t.cmd("AUTH PLAIN " + auth_plain).startswith(b"235 "):
             raise RuntimeError("AUTH refused")
         t.cmd(f"MAIL FROM:<{sender}>")

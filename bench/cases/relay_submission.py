@@ -29,7 +29,7 @@ RCPTS = ("r1@far.example", "r2@far.example")
 PLAIN = base64.b64encode(b"\0alice@example.com\0any password").decode()
 
 
-def one_round(ctx, checkpassword, limits: bool) -> tuple[float, float]:
+def one_round(ctx, checkpassword, limits: bool) -> float:
     """Server CPU ms per session. (Sessions per second say little here: the
     Python clients, not the server, set the pace.)"""
     if limits:
@@ -44,7 +44,7 @@ def one_round(ctx, checkpassword, limits: bool) -> tuple[float, float]:
     cafile = str(ta.certificate()[1])
 
     def session_loop(n: int) -> int:
-        return benchlib.starttls_messages(srv.port, n, cafile, sender="alice@example.com", rcpts=RCPTS,
+        return benchlib.starttls_messages(srv, n, cafile, sender="alice@example.com", rcpts=RCPTS,
                                           auth_plain=PLAIN)
 
     done, _ = benchlib.parallel_clients(session_loop, CLIENTS, per_client)
@@ -63,7 +63,7 @@ def run(ctx):
     qh.reset_throttle()
     results = {"off": [], "on": []}
     for rnd in range(ROUNDS):
-        for label in (("off", "on") if rnd % 2 == 0 else ("on", "off")):
+        for label in benchlib.taking_turns(rnd, "off", "on"):
             cpu_ms = one_round(ctx, checkpassword, label == "on")
             results[label].append(cpu_ms)
             print(f"  round {rnd + 1} limits {label:3} {cpu_ms:6.2f} ms server CPU/session",

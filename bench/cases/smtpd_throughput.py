@@ -2,8 +2,9 @@
 
 Postfix's smtp-source opens many parallel sessions against stock and patched
 qmail-smtpd under tcpserver on loopback, one message per connection, and the
-two are run alternately several times in one run (who goes first alternates). The queue is a stand-in
-(bench/queue-sink) so that the disk does not drown the difference.
+two are run alternately several times in one run (who goes first alternates).
+The queue is a stand-in (bench/queue-sink) so that the disk does not drown the
+difference.
 """
 
 import benchlib

@@ -80,8 +80,7 @@ def run(ctx):
     for rnd in range(ROUNDS):
         # alternate who goes first, so that a load change on the machine
         # does not always hit the same side; compare within each round
-        order = ("stock", "patched") if rnd % 2 == 0 else ("patched", "stock")
-        for label in order:
+        for label in benchlib.taking_turns(rnd, "stock", "patched"):
             smtpd, env, args = variants[label]
             srv = ctx.server(smtpd, env=env, args=args, concurrency=SESSIONS + 10)
             wall = benchlib.smtp_source(srv.port, SESSIONS, MESSAGES)
@@ -100,7 +99,7 @@ def run(ctx):
     base_env = {"PATH": "/usr/bin:/bin", "TCPREMOTEIP": "127.0.0.1", "TCPLOCALIP": "127.0.0.1", **sink}
     alone = {"stock": [], "patched": []}
     for rnd in range(ROUNDS):
-        for label in (("stock", "patched") if rnd % 2 == 0 else ("patched", "stock")):
+        for label in benchlib.taking_turns(rnd, "stock", "patched"):
             smtpd, env, args = variants[label]
             alone[label].append(exec_cpu_us([str(smtpd), *args], {**base_env, **env}, str(session_file)))
     a_ratios = [p / s for s, p in zip(alone["stock"], alone["patched"])]
@@ -113,7 +112,7 @@ def run(ctx):
 
     srv = ctx.server(qh.PATCHED_SMTPD, env=sink, args=ta.auth_args(), concurrency=TLS_CLIENTS + 10)
     per_client = TLS_SESSIONS // TLS_CLIENTS
-    done, wall = benchlib.parallel_clients(lambda n: benchlib.starttls_messages(srv.port, n, str(ta.certificate()[1])),
+    done, wall = benchlib.parallel_clients(lambda n: benchlib.starttls_messages(srv, n, str(ta.certificate()[1])),
                                            TLS_CLIENTS, per_client)
     cpu = srv.finish()
     if done != per_client * TLS_CLIENTS:

@@ -105,10 +105,9 @@ def starttls(s: qh.Session, ctx: ssl.SSLContext | None = None) -> qh.Session:
     return qh.Session(tls)
 
 
-def starttls_at(port: int, ctx: ssl.SSLContext, timeout: float = 30) -> qh.Session:
-    """A session to 127.0.0.1:port that said EHLO, STARTTLS and EHLO again."""
-    s = qh.Session(socket.create_connection(("127.0.0.1", port), timeout=timeout))
-    s.reply()
+def starttls_at(server: qh.SmtpServer, ctx: ssl.SSLContext, timeout: float = 30) -> qh.Session:
+    """A session to `server` that said EHLO, STARTTLS and EHLO again."""
+    s = connect(server, timeout=timeout)
     s.cmd("EHLO client.example")
     t = starttls(s, ctx)
     t.cmd("EHLO client.example")

@@ -80,15 +80,25 @@ class PostfixPeer:
     recipient is accepted from 127.0.0.0/8 and discarded after queueing.
     `main_cf` adds or overrides main.cf settings (e.g. rate limits)."""
 
-    def __init__(self, base: Path, port: int, main_cf: dict | None = None):
+    def __init__(self, base: Path, port: int, main_cf: dict | None = None, wrap=(),
+                 extra_services=()):
         self.base = Path(base)
         self.port = port
         self.main_cf = dict(main_cf or {})
+        self.wrap = list(wrap)  # e.g. ip netns exec NAME: the instance runs in that namespace
+        self.extra_services = list(extra_services)  # more master.cf lines
 
     def _postfix(self, *args):
         # postfix reports to syslog unless it has a terminal: give it one via script(1)
-        cmd = " ".join(["postfix", "-c", str(self.base / "etc"), *args])
+        cmd = " ".join([*self.wrap, "postfix", "-c", str(self.base / "etc"), *args])
         return subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
+
+    def sendmail(self, body: bytes, sender: str, rcpts) -> None:
+        """Queue a message through this instance's sendmail (postdrop)."""
+        r = subprocess.run(["sendmail", "-C", str(self.base / "etc"), "-f", sender, *rcpts], input=body,
+                           capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"postfix sendmail failed: {r.stderr.decode(errors='replace')[:300]}")
 
     def start(self) -> "PostfixPeer":
         import pwd
@@ -119,7 +129,7 @@ class PostfixPeer:
                     "local unix - n n - - local", "anvil unix - - n - 1 anvil",
                     "scache unix - - n - 1 scache", "postlog unix-dgram n - n - 1 postlogd"]
         (etc / "master.cf").write_text(f"127.0.0.1:{self.port} inet n - n - 200 smtpd\n"
-                                       + "".join(s + "\n" for s in services))
+                                       + "".join(s + "\n" for s in services + self.extra_services))
         r = self._postfix("start")
         if r.returncode != 0:
             raise RuntimeError(f"postfix did not start: {r.stdout} {r.stderr}")

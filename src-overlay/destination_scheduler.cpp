@@ -99,7 +99,7 @@ Block Scheduler::block_of(const Budget& b, Ms now) const noexcept {
   if (b.state == Budget::State::paused && now < b.paused_until) return Block::paused;
   if (b.limit == 0) return Block::zero;
   const std::uint32_t limit = b.state == Budget::State::normal ? b.limit : 1;
-  if (b.inflight >= limit) return Block::concurrency;
+  if (b.inflight + b.reserved >= limit) return Block::concurrency;
   for (std::size_t i = 0; i < b.rate.count && b.starts; ++i) {
     window::Counter c = b.starts[i];
     const std::uint64_t w = window::bucket_ms(b.rate.at[i].seconds);
@@ -189,6 +189,33 @@ void Scheduler::forget_budget(Budget& b) {
   unready(b);
   untime(b);
   if (current_ == &b) current_ = nullptr;
+  drop_reservations(&b);
+  if (last_hold_.budget == &b) last_hold_ = LastHold{};
+}
+
+void Scheduler::release(std::list<Reservation>::iterator r, Ms now) {
+  if (r->budget != nullptr && r->budget->reserved != 0) --r->budget->reserved;
+  Budget* b = r->budget;
+  reserved_for_.erase(r->message);
+  reservations_.erase(r);
+  if (b != nullptr) consider(*b, now);  // a slot is free again
+}
+
+// A parked message handed back and not read within reservation_ttl (the
+// queue file went away, say): its slot is given back.
+void Scheduler::expire_reservations(Ms now) {
+  while (!reservations_.empty() && now - reservations_.front().at >= reservation_ttl)
+    release(reservations_.begin(), now);
+}
+
+void Scheduler::drop_reservations(const Budget* b) {
+  for (auto it = reservations_.begin(); it != reservations_.end();) {
+    auto here = it++;
+    if (b == nullptr || here->budget == b) {
+      reserved_for_.erase(here->message);
+      reservations_.erase(here);
+    }
+  }
 }
 
 void Scheduler::drop_own(Domain& d) {
@@ -296,7 +323,7 @@ bool Scheduler::idle(const Domain& d, Ms now) const noexcept {
   // kept while its "holding" line is recent, so that it is not logged again
   if (b.hold_logged_at != std::numeric_limits<Ms>::min() && now - b.hold_logged_at < settings_.hold_log_interval)
     return false;
-  if (b.state != Budget::State::normal || b.failures != 0) return false;
+  if (b.state != Budget::State::normal || b.failures != 0 || b.reserved != 0) return false;
   for (std::size_t i = 0; i < b.rate.count && b.starts; ++i)
     if (window::idle_at_ms(b.starts[i], window::bucket_ms(b.rate.at[i].seconds)) >
         static_cast<std::uint64_t>(now))
@@ -342,6 +369,15 @@ void Scheduler::configure(Table table, Ms now) {
     if (d->own) take_all(*d->own);
   take_all(unlimited_);
 
+  // Reservations for parked messages end: when they are read again their
+  // recipients queue like any other.
+  drop_reservations(nullptr);
+  for (auto& b : shared_)
+    if (b) b->reserved = 0;
+  for (auto& [name, d] : domains_)
+    if (d->own) d->own->reserved = 0;
+  last_hold_ = LastHold{};
+
   // Shared budgets keep their state where a line of the same destination
   // stays.
   std::unordered_map<std::string, std::unique_ptr<Budget>> old;
@@ -386,14 +422,22 @@ void Scheduler::configure(Table table, Ms now) {
 
 // ---- the delivery cycle ----------------------------------------------------
 
-Scheduler::Admit Scheduler::admit(std::string_view recip, int job, std::uint64_t mpos, Ms now) {
+Scheduler::Admit Scheduler::admit(std::string_view recip, int job, std::uint64_t mpos, std::uint64_t message,
+                                  Ms now) {
   const std::string name = domain_of(recip);
   if (name.empty()) return Admit::start;
   Domain& d = domain_for(name, now);
   Budget& b = *d.budget;
   Ms until = forever;
   Block why = Block::none;
-  if (b.queue.empty()) {
+  auto reserved = reserved_for_.find(message);
+  if (reserved != reserved_for_.end() && reserved->second->budget == &b) {
+    // A parked message read again: its turn has come, ahead of the queue.
+    if (b.reserved != 0) --b.reserved;
+    reservations_.erase(reserved->second);
+    reserved_for_.erase(reserved);
+    if (check(b, now, &until) == Block::none) return Admit::start;
+  } else if (b.queue.empty()) {
     why = check(b, now, &until);
     if (why == Block::none) return Admit::start;
   }
@@ -405,6 +449,12 @@ Scheduler::Admit Scheduler::admit(std::string_view recip, int job, std::uint64_t
   b.queue.push(Held{&d, job, static_cast<std::uint32_t>(mpos), recip});
   ++d.held;
   ++held_;
+  if (last_hold_.job == job) {
+    ++last_hold_.count;
+    if (last_hold_.budget != &b) last_hold_.budget = nullptr;
+  } else {
+    last_hold_ = LastHold{job, &b, 1};
+  }
   if (first) {
     note_holding(b, why, now);
     consider(b, now);
@@ -423,6 +473,38 @@ void Scheduler::note_holding(Budget& b, Block why, Ms now) {
     return;
   b.hold_logged_at = now;
   log("destination " + b.name + ": holding recipients: " + describe(b, why));
+}
+
+bool Scheduler::park(int job, std::uint64_t message, std::int64_t birth, int refs) {
+  const LastHold h = last_hold_;
+  last_hold_ = LastHold{};
+  // exactly one recipient read, held, nothing started: refs = the pass + the hold
+  if (h.job != job || h.count != 1 || h.budget == nullptr || refs != 2) return false;
+  Budget& b = *h.budget;
+  const Held* last = b.queue.back();
+  if (last == nullptr || last->job != job) return false;
+  Domain* d = last->domain;
+  b.queue.pop_back();
+  b.queue.push(Held{d, Held::parked, 0, std::to_string(message) + " " + std::to_string(birth)});
+  return true;
+}
+
+bool Scheduler::parked_message(std::string_view text, std::uint64_t* message, std::int64_t* birth) {
+  const std::size_t sp = text.find(' ');
+  if (sp == std::string_view::npos || sp == 0 || sp + 1 == text.size()) return false;
+  std::uint64_t m = 0;
+  std::int64_t t = 0;
+  for (char c : text.substr(0, sp)) {
+    if (c < '0' || c > '9') return false;
+    m = m * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  for (char c : text.substr(sp + 1)) {
+    if (c < '0' || c > '9') return false;
+    t = t * 10 + (c - '0');
+  }
+  *message = m;
+  *birth = t;
+  return true;
 }
 
 void Scheduler::started(unsigned slot, std::string_view recip, Ms now) {
@@ -496,6 +578,7 @@ void Scheduler::pause(Budget& b, Ms now, std::string_view why) {
 }
 
 std::optional<Held> Scheduler::next(Ms now) {
+  expire_reservations(now);
   while (!timers_.empty() && timers_.begin()->first <= now) {
     Budget& b = *timers_.begin()->second;
     untime(b);
@@ -522,7 +605,14 @@ void Scheduler::taken(Ms now) {
   Budget* b = current_;
   if (b == nullptr || b->queue.empty()) return;
   current_ = nullptr;
-  Domain& d = *b->queue.front().domain;
+  const Held front = b->queue.front();
+  Domain& d = *front.domain;
+  std::uint64_t message = 0;
+  std::int64_t birth = 0;
+  if (front.is_parked() && parked_message(front.recip, &message, &birth) && !reserved_for_.count(message)) {
+    ++b->reserved;
+    reserved_for_[message] = reservations_.insert(reservations_.end(), Reservation{message, b, now});
+  }
   b->queue.pop();
   --held_;
   if (d.held != 0) --d.held;
@@ -535,8 +625,13 @@ void Scheduler::taken(Ms now) {
 }
 
 std::optional<Ms> Scheduler::wakeup() const noexcept {
-  if (timers_.empty()) return std::nullopt;
-  return timers_.begin()->first;
+  std::optional<Ms> at;
+  if (!timers_.empty()) at = timers_.begin()->first;
+  if (!reservations_.empty()) {
+    const Ms r = reservations_.front().at + reservation_ttl;
+    if (!at || r < *at) at = r;
+  }
+  return at;
 }
 
 void Scheduler::sweep(Ms now, FunctionRef<bool(const Held&, std::string_view report)> expire) {

@@ -12,6 +12,10 @@
 //                   already: the recipient stays in the queue file, as if it
 //                   had not been read, and comes again at the message's
 //                   next retry)
+//   park(job)       at the end of a message whose only recipient was held:
+//                   the message waits here as a number, its job is closed
+//                   (not requeued); when its turn comes, next() hands it
+//                   back to be read again, with a slot reserved for it
 //   started(slot)   a delivery began in that slot: charge its budget
 //   finished(slot)  its report came back, with the route qmail-remote took
 //   next()/taken()  the oldest held recipient that may start now, then
@@ -90,6 +94,7 @@ struct Budget {
   Backoff backoff;
 
   std::uint32_t inflight = 0;
+  std::uint32_t reserved = 0;  // slots kept for parked messages being read again
   HeldQueue queue;
   std::unique_ptr<window::Counter[]> starts;  // one per rate window
 
@@ -150,14 +155,25 @@ class Scheduler {
   // Whether the table has lines: qmail-send asks admit() only then.
   bool active() const noexcept { return !table_.empty(); }
 
-  Admit admit(std::string_view recip, int job, std::uint64_t mpos, Ms now);
+  Admit admit(std::string_view recip, int job, std::uint64_t mpos, std::uint64_t message, Ms now);
+  // The pass reached the end of `message` (its job holds `refs` refs, one
+  // of them the pass's): if its one recipient read was held, turn the hold
+  // into a parked message and say true; the caller then drops the hold's
+  // ref and closes the job without requeueing it. birth: the message's.
+  bool park(int job, std::uint64_t message, std::int64_t birth, int refs);
+  // A parked record's message and birth ("MESSAGEID BIRTH").
+  static bool parked_message(std::string_view text, std::uint64_t* message, std::int64_t* birth);
+  // How long a slot stays reserved for a parked message handed back.
+  static constexpr Ms reservation_ttl = 60000;
   void started(unsigned slot, std::string_view recip, Ms now);
   // `report`: what qmail-remote said (kept for a pause's log line and bounces).
   void finished(unsigned slot, const std::optional<Route>& route, std::string_view report, Ms now);
 
   // The oldest held recipient that may start now, from the budgets in turn.
   std::optional<Held> next(Ms now);
-  // The recipient next() returned was started (or bounced): forget it.
+  // The recipient next() returned was started (or bounced), or the parked
+  // message it returned was handed back for reading: forget it (for a
+  // parked one, a slot is reserved until the message's recipient comes).
   void taken(Ms now);
   // When a held recipient may start without a delivery finishing first
   // (a pause or a rate window ending); nothing if no such time.
@@ -212,6 +228,14 @@ class Scheduler {
   bool idle(const Domain& d, Ms now) const noexcept;
   void trim_domains(Ms now);
   void log(std::string text);
+  struct Reservation {
+    std::uint64_t message = 0;
+    Budget* budget = nullptr;
+    Ms at = 0;
+  };
+  void release(std::list<Reservation>::iterator r, Ms now);
+  void expire_reservations(Ms now);
+  void drop_reservations(const Budget* b);
 
   LogSink& log_;
   Settings settings_;
@@ -225,6 +249,13 @@ class Scheduler {
   std::multimap<Ms, Budget*> timers_;
   Budget* current_ = nullptr;  // whose front next() returned
   std::size_t held_ = 0;
+  std::list<Reservation> reservations_;  // oldest first
+  std::unordered_map<std::uint64_t, std::list<Reservation>::iterator> reserved_for_;
+  struct LastHold {  // the holds of the message being read now
+    int job = Held::parked;
+    Budget* budget = nullptr;  // null if they went to several budgets
+    unsigned count = 0;
+  } last_hold_;
   std::uint64_t next_epoch_ = 1;
   bool sweep_pending_ = false;
 };

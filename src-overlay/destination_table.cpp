@@ -27,6 +27,22 @@ std::string canonical_name(std::string_view name) {
   return text::lowered(name);
 }
 
+std::string describe(const Line& l) {
+  std::string s = l.destination + " (" + std::string(kind_name(l.kind)) + ") limit " + std::to_string(l.limit);
+  if (!l.rate.empty()) {
+    char buf[spamt::windows_text_max];
+    s += " rate " + std::string(buf, spamt::format_windows(l.rate, buf));
+  }
+  if (l.backoff.failures == 0) {
+    s += " no backoff";
+  } else {
+    char buf[16];
+    s += " pause " + std::string(buf, spamt::format_period(l.backoff.pause_seconds, buf)) + " after " +
+         std::to_string(l.backoff.failures) + " failures";
+  }
+  return s;
+}
+
 // Builds a Table line by line; every problem becomes an Error of its line.
 class TableBuilder {
  public:

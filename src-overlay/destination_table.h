@@ -81,6 +81,10 @@ struct Error {
 // Lower case, one trailing dot removed: how domains and hosts are compared.
 std::string canonical_name(std::string_view name);
 
+// A line as understood, for people: "mx:.google.com (mx suffix) limit 40
+// rate 3000/1h pause 10m after 3 failures".
+std::string describe(const Line& l);
+
 class Table {
  public:
   static constexpr int none = -1;

@@ -14,6 +14,8 @@
 #include "destination_scheduler.h"
 #include "destination_state.h"
 
+static_assert(DESTLIMIT_PARKED == destinations::Held::parked);
+
 namespace {
 
 using destinations::Ms;
@@ -140,14 +142,18 @@ int destlimit_load(const char* fn, int atstart) noexcept {
 
 int destlimit_on(void) noexcept { return scheduler != nullptr && scheduler->active(); }
 
-int destlimit_admit(const char* recip, int job, unsigned long mpos) noexcept {
+int destlimit_admit(const char* recip, int job, unsigned long mpos, unsigned long id) noexcept {
   if (!destlimit_on()) return DESTLIMIT_START;
-  switch (scheduler->admit(recip, job, mpos, now_ms())) {
+  switch (scheduler->admit(recip, job, mpos, id, now_ms())) {
     case Scheduler::Admit::start: return DESTLIMIT_START;
     case Scheduler::Admit::hold: return DESTLIMIT_HOLD;
     case Scheduler::Admit::later: return DESTLIMIT_LATER;
   }
   return DESTLIMIT_START;
+}
+
+int destlimit_park(int job, unsigned long id, long birth, int refs) noexcept {
+  return scheduler != nullptr && scheduler->park(job, id, birth, refs);
 }
 
 void destlimit_started(unsigned int slot, const char* recip) noexcept {
@@ -189,6 +195,7 @@ int destlimit_wakeup(unsigned long* seconds) noexcept {
 void destlimit_sweep(int (*expire)(int, unsigned long, const char*, const char*)) noexcept {
   if (scheduler == nullptr || !scheduler->needs_sweep()) return;
   scheduler->sweep(now_ms(), [expire](const destinations::Held& h, std::string_view report) {
+    if (h.is_parked()) return expire(DESTLIMIT_PARKED, 0, h.recip.data(), "") != 0;
     const std::string text = paused_bounce(h.domain->budget->name, report);
     return expire(h.job, h.mpos, h.recip.data(), text.c_str()) != 0;
   });

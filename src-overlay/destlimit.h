@@ -35,7 +35,14 @@ int destlimit_load(const char *fn, int atstart) DESTLIMIT_NOEXCEPT;
 /* Whether destlimit_admit() must be asked for remote recipients. */
 int destlimit_on(void) DESTLIMIT_NOEXCEPT;
 
-int destlimit_admit(const char *recip, int job, unsigned long mpos) DESTLIMIT_NOEXCEPT;
+/* A remote recipient read by the pass: job, position of its line, and the
+   message (its id). */
+int destlimit_admit(const char *recip, int job, unsigned long mpos, unsigned long id) DESTLIMIT_NOEXCEPT;
+/* The pass reached the end of message id: 1 if its one recipient read was
+   held and the message now waits here without its job (parked): the caller
+   drops the hold's ref and closes the job without requeueing it. refs: the
+   job's, the pass's included; birth: the message's. */
+int destlimit_park(int job, unsigned long id, long birth, int refs) DESTLIMIT_NOEXCEPT;
 /* A remote delivery began in slot `slot` (any remote delivery). */
 void destlimit_started(unsigned int slot, const char *recip) DESTLIMIT_NOEXCEPT;
 /* Its report came: route = "HOST ADDRESS CODE" from qmail-remote
@@ -45,7 +52,11 @@ void destlimit_finished(unsigned int slot, const char *route, unsigned int route
 
 /* The oldest held recipient that may start now: 1 and its job, position
    and address (valid until the next call here), or 0. After starting it,
-   call destlimit_taken() and drop the hold's ref on the job. */
+   call destlimit_taken() and drop the hold's ref on the job.
+   For a parked message, job is DESTLIMIT_PARKED and recip "ID BIRTH": put
+   the message back in the remote channel's queue to be read at once, then
+   call destlimit_taken() (a slot stays reserved for it for a minute). */
+#define DESTLIMIT_PARKED (-1)
 int destlimit_next(int *job, unsigned long *mpos, char **recip) DESTLIMIT_NOEXCEPT;
 void destlimit_taken(void) DESTLIMIT_NOEXCEPT;
 /* 1 if held recipients may start now. */
@@ -56,7 +67,9 @@ int destlimit_wakeup(unsigned long *seconds) DESTLIMIT_NOEXCEPT;
 
 /* A destination paused while recipients were held for it: `expire` is
    called for each (with the last failure's report) and returns 1 for one
-   it bounced and released (its message is past its queue lifetime). */
+   it bounced and released (its message is past its queue lifetime), or,
+   for a parked message (job DESTLIMIT_PARKED, recip "ID BIRTH"), for one
+   it put back in the queue to be read (and then bounced) again. */
 void destlimit_sweep(int (*expire)(int job, unsigned long mpos, const char *recip,
                                    const char *report)) DESTLIMIT_NOEXCEPT;
 

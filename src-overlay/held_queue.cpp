@@ -28,7 +28,23 @@ bool HeldQueue::push(const Held& h) {
   std::memcpy(p, h.recip.data(), len);
   p[len] = '\0';
   ++count_;
+  last_ = at;
+  std::size_t next = 0;
+  last_held_ = this->at(at, &next);
   return true;
+}
+
+const Held* HeldQueue::back() const noexcept { return last_ == none ? nullptr : &last_held_; }
+
+void HeldQueue::pop_back() noexcept {
+  if (last_ == none) return;
+  buf_.resize(last_);
+  --count_;
+  last_ = none;
+  if (count_ == 0) {
+    buf_.clear();
+    head_ = 0;
+  }
 }
 
 Held HeldQueue::at(std::size_t offset, std::size_t* next) const noexcept {
@@ -63,10 +79,16 @@ void HeldQueue::pop() noexcept {
   if (count_ == 0) {
     buf_.clear();
     head_ = 0;
+    last_ = none;
     if (buf_.capacity() > 65536) buf_.shrink_to_fit();
   } else if (head_ >= 4096 && head_ * 8 >= buf_.size()) {
     // The consumed front is an eighth of the buffer: move the rest down.
     buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(head_));
+    if (last_ != none) {
+      last_ -= head_;
+      std::size_t next_offset = 0;
+      last_held_ = at(last_, &next_offset);
+    }
     head_ = 0;
   }
 }
@@ -90,6 +112,7 @@ void HeldQueue::remove_if(FunctionRef<bool(const Held&)> take, FunctionRef<void(
   buf_.swap(kept);
   head_ = 0;
   count_ = kept_count;
+  last_ = none;
 }
 
 void HeldQueue::for_each(FunctionRef<void(const Held&)> f) const {

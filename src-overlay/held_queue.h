@@ -11,7 +11,12 @@
 // not a hundred thousand allocations.
 //
 // Records are taken from the front; remove_if() takes out records anywhere
-// (a domain that moves to another destination takes its records along).
+// (a domain that moves to another destination takes its records along);
+// pop_back() takes back the record pushed last.
+//
+// A record may also stand for a whole message that waits without a job
+// (job == Held::parked, see destination_scheduler.h): then `recip` holds
+// "MESSAGEID BIRTH" in decimal.
 
 #ifndef QT_HELD_QUEUE_H
 #define QT_HELD_QUEUE_H
@@ -28,10 +33,14 @@ namespace destinations {
 struct Domain;
 
 struct Held {
+  static constexpr int parked = -1;
+
   Domain* domain = nullptr;
   int job = 0;
   std::uint32_t mpos = 0;
   std::string_view recip;  // followed by a NUL in the queue's buffer
+
+  bool is_parked() const noexcept { return job == parked; }
 };
 
 class HeldQueue {
@@ -47,6 +56,10 @@ class HeldQueue {
   // until the queue changes.
   Held front() const noexcept;
   void pop() noexcept;
+  // The record pushed last while it is still there (none after remove_if or
+  // pop_back); its recip stays valid until the queue changes.
+  const Held* back() const noexcept;
+  void pop_back() noexcept;
   // Takes out every record for which `take` is true, in order, handing each
   // to `taken` first; the others keep their order.
   void remove_if(FunctionRef<bool(const Held&)> take, FunctionRef<void(const Held&)> taken);
@@ -63,6 +76,9 @@ class HeldQueue {
   std::vector<char> buf_;
   std::size_t head_ = 0;   // offset of the oldest record
   std::size_t count_ = 0;
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  std::size_t last_ = none;  // offset of the record pushed last, while back() may see it
+  Held last_held_;
 };
 
 }  // namespace destinations

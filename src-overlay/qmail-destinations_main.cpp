@@ -64,27 +64,6 @@ bool read_file(const char* fn, std::string* out) {
   return ok;
 }
 
-std::string period(std::uint32_t seconds) {
-  char buf[16];
-  return std::string(buf, spamt::format_period(seconds, buf));
-}
-
-std::string describe_line(const destinations::Line& l) {
-  std::string s = l.destination + " (" + std::string(destinations::kind_name(l.kind)) + ") limit " +
-                  std::to_string(l.limit);
-  if (!l.rate.empty()) {
-    char buf[spamt::windows_text_max];
-    s += " rate " + std::string(buf, spamt::format_windows(l.rate, buf));
-  }
-  if (l.backoff.failures == 0) {
-    s += " no backoff";
-  } else {
-    s += " pause " + period(l.backoff.pause_seconds) + " after " + std::to_string(l.backoff.failures) +
-         " failures";
-  }
-  return s;
-}
-
 std::optional<destinations::Table> load_table(const char* fn, bool quiet) {
   std::string text;
   if (!read_file(fn, &text)) {
@@ -104,7 +83,7 @@ std::optional<destinations::Table> load_table(const char* fn, bool quiet) {
 int check(const char* fn) {
   std::optional<destinations::Table> t = load_table(fn, false);
   if (!t) return 1;
-  for (const auto& l : t->lines()) std::printf("%s:%u: %s\n", fn, l.line_no, describe_line(l).c_str());
+  for (const auto& l : t->lines()) std::printf("%s:%u: %s\n", fn, l.line_no, destinations::describe(l).c_str());
   if (t->empty()) std::printf("%s: no destinations\n", fn);
   else if (t->fallback() == destinations::Table::none)
     std::printf("%s: no '*' line: domains without a line of their own are not limited%s\n", fn,
@@ -124,7 +103,7 @@ int explain(int argc, char** argv) {
   }
   auto show = [&](int line, const char* why) {
     std::printf("%s: %s: line %u: %s\n", domain.c_str(), why, t->lines()[line].line_no,
-                describe_line(t->lines()[line]).c_str());
+                destinations::describe(t->lines()[line]).c_str());
   };
   int line = t->by_domain(domain);
   if (line != destinations::Table::none) {
@@ -144,7 +123,7 @@ int explain(int argc, char** argv) {
   if (t->fallback() != destinations::Table::none) {
     line = t->fallback();
     std::printf("%s: a budget of its own from line %u: %s\n", domain.c_str(), t->lines()[line].line_no,
-                describe_line(t->lines()[line]).c_str());
+                destinations::describe(t->lines()[line]).c_str());
   } else if (argc == 1 && t->has_route_lines()) {
     std::printf("%s: one delivery at a time until its route is known, then no limit unless a route line "
                 "applies\n",

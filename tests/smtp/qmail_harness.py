@@ -261,10 +261,13 @@ class QmailSend:
     bindir: where qmail-start, qmail-send, the spawns and qmail-remote come
     from (default HOME/bin; e.g. FORTIFY, built for the same home).
     limits: {resource.RLIMIT_...: (soft, hard)} set before qmail-start runs,
-    so qmail-send and the spawns inherit them."""
+    so qmail-send and the spawns inherit them.
+    wrap: a command that runs qmail-start, e.g. ["ip", "netns", "exec", NAME]
+    (it must exec it, so that the process is qmail-send)."""
 
     def __init__(self, home: Path = HOME, defaultdelivery: str = "./Maildir/",
-                 bindir: Path | None = None, limits: dict | None = None):
+                 bindir: Path | None = None, limits: dict | None = None, wrap=()):
+        self.wrap = list(wrap)  # a command prefix, e.g. ip netns exec NAME
         self.home = home
         self.defaultdelivery = defaultdelivery
         self.bindir = Path(bindir) if bindir else home / "bin"
@@ -282,7 +285,7 @@ class QmailSend:
             for which, pair in limits.items():
                 resource.setrlimit(which, pair)
 
-        self.proc = subprocess.Popen([str(self.bindir / "qmail-start"), self.defaultdelivery, "cat"],
+        self.proc = subprocess.Popen([*self.wrap, str(self.bindir / "qmail-start"), self.defaultdelivery, "cat"],
                                      cwd=self.home, env=env, stdout=self._log, stderr=self._log,
                                      start_new_session=True, preexec_fn=setlimits)
         return self

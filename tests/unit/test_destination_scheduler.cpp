@@ -57,6 +57,9 @@ struct Send {
   std::vector<std::string> started;          // in the order they started
   std::vector<std::string> later;
   int job = 0;
+  bool parking = false;                      // one-recipient messages park when held
+  std::map<std::uint64_t, std::string> parked;  // message -> its recipient ("the queue file")
+  std::vector<std::string> reread;           // parked messages handed back, in order
 
   unsigned free_slot() const {
     unsigned i = 0;
@@ -70,16 +73,29 @@ struct Send {
     s.started(slot, recip, now);
   }
   // A recipient read from a message: returns what admit() said.
-  Admit offer(const std::string& recip) {
-    Admit a = s.admit(recip, ++job, 0, now);
+  Admit offer(const std::string& recip) { return offer_message(recip, static_cast<std::uint64_t>(job + 1)); }
+  // A one-recipient message read by the pass (again, for a parked one).
+  Admit offer_message(const std::string& recip, std::uint64_t message) {
+    const int j = ++job;
+    Admit a = s.admit(recip, j, 0, message, now);
     if (a == Admit::start) start(recip);
     if (a == Admit::later) later.push_back(recip);
+    if (a == Admit::hold && parking && s.park(j, message, 0, 2)) parked[message] = recip;
     return a;
   }
   // Held recipients that may start now, as qmail-send's pass_do starts them.
   std::size_t dispatch() {
     std::size_t n = 0;
     while (auto h = s.next(now)) {
+      if (h->is_parked()) {  // qmail-send puts the message back in its queue
+        std::uint64_t message = 0;
+        std::int64_t birth = 0;
+        EXPECT_TRUE(Scheduler::parked_message(h->recip, &message, &birth));
+        s.taken(now);
+        reread.push_back(parked[message]);
+        n += offer_message(parked[message], message) == Admit::start;
+        continue;
+      }
       start(std::string(h->recip));
       s.taken(now);
       ++n;
@@ -498,4 +514,80 @@ TEST(DestinationScheduler, RecipientsWithoutADomainAreNotLimited) {
   EXPECT_EQ(q.offer("nobody"), Admit::start);
   EXPECT_EQ(q.offer("nobody"), Admit::start);
   EXPECT_EQ(q.offer("x@"), Admit::start);
+}
+
+TEST(DestinationScheduler, ParkedMessagesKeepTheirTurnWithoutAJob) {
+  Send q("* 2\n");
+  q.parking = true;
+  for (int i = 0; i < 6; ++i) q.offer(rcpt(i, "a.example"));
+  EXPECT_EQ(q.started.size(), 2u);
+  EXPECT_EQ(q.parked.size(), 4u);  // every held one parked
+  EXPECT_EQ(q.s.held(), 4u);
+  q.finish(rcpt(0, "a.example"));
+  EXPECT_EQ(q.dispatch(), 1u);
+  EXPECT_EQ(q.reread, (std::vector<std::string>{rcpt(2, "a.example")}));
+  EXPECT_EQ(q.started.back(), rcpt(2, "a.example"));
+  q.finish(rcpt(1, "a.example"));
+  q.finish(rcpt(2, "a.example"));
+  EXPECT_EQ(q.dispatch(), 2u);
+  EXPECT_EQ(q.started.back(), rcpt(4, "a.example"));  // in order
+  EXPECT_EQ(q.s.held(), 1u);
+}
+
+TEST(DestinationScheduler, AReservedSlotIsKeptForTheParkedMessage) {
+  Send q("* 1\n");
+  q.parking = true;
+  q.offer(rcpt(0, "a.example"));
+  q.offer(rcpt(1, "a.example"));  // parked
+  q.finish(rcpt(0, "a.example"));
+  // the parked message is handed back; before it is read again, another
+  // message for the domain comes: it must not take the reserved slot
+  auto h = q.s.next(q.now);
+  ASSERT_TRUE(h && h->is_parked());
+  q.s.taken(q.now);
+  EXPECT_EQ(q.s.admit(rcpt(2, "a.example"), 100, 0, 100, q.now), Admit::hold);
+  EXPECT_EQ(q.s.admit(rcpt(1, "a.example"), 101, 0, 2, q.now), Admit::start);  // message 2, read again
+}
+
+TEST(DestinationScheduler, AnUnusedReservationExpires) {
+  Send q("* 1\n");
+  q.parking = true;
+  q.offer(rcpt(0, "a.example"));
+  q.offer(rcpt(1, "a.example"));  // parked
+  q.offer(rcpt(2, "a.example"));  // parked
+  q.finish(rcpt(0, "a.example"));
+  auto h = q.s.next(q.now);
+  ASSERT_TRUE(h && h->is_parked());
+  q.s.taken(q.now);  // handed back, but its queue file is gone: never read again
+  EXPECT_FALSE(q.s.next(q.now).has_value());
+  ASSERT_EQ(q.s.wakeup(), std::optional<Ms>(q.now + Scheduler::reservation_ttl));
+  q.now += Scheduler::reservation_ttl;
+  EXPECT_EQ(q.dispatch(), 1u);
+  EXPECT_EQ(q.started.back(), rcpt(2, "a.example"));
+}
+
+TEST(DestinationScheduler, OnlyAMessageWhoseOneRecipientWasHeldParks) {
+  Send q("* 1\nb.example 1\n");
+  q.offer(rcpt(0, "a.example"));
+  q.offer(rcpt(0, "b.example"));
+  // two recipients held for one job: stays pinned
+  EXPECT_EQ(q.s.admit(rcpt(1, "a.example"), 50, 0, 50, q.now), Admit::hold);
+  EXPECT_EQ(q.s.admit(rcpt(2, "a.example"), 50, 0, 50, q.now), Admit::hold);
+  EXPECT_FALSE(q.s.park(50, 50, 0, 3));
+  // one held, but another recipient of it started (refs 3)
+  EXPECT_EQ(q.s.admit(rcpt(3, "a.example"), 51, 0, 51, q.now), Admit::hold);
+  EXPECT_FALSE(q.s.park(51, 51, 0, 3));
+  // held in two budgets
+  EXPECT_EQ(q.s.admit(rcpt(4, "a.example"), 52, 0, 52, q.now), Admit::hold);
+  EXPECT_EQ(q.s.admit(rcpt(1, "b.example"), 52, 0, 52, q.now), Admit::hold);
+  EXPECT_FALSE(q.s.park(52, 52, 0, 3));
+  // the one that may
+  EXPECT_EQ(q.s.admit(rcpt(5, "a.example"), 53, 0, 53, q.now), Admit::hold);
+  EXPECT_TRUE(q.s.park(53, 53, 1234, 2));
+  EXPECT_FALSE(q.s.park(53, 53, 1234, 2));  // once
+  std::vector<std::string> seen;
+  q.s.for_each_budget([&](const destinations::Budget& b) {
+    b.queue.for_each([&](const Held& h) { seen.push_back(h.is_parked() ? "parked " + std::string(h.recip) : std::string(h.recip)); });
+  });
+  EXPECT_EQ(seen.back(), "parked 53 1234");
 }

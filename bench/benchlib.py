@@ -8,6 +8,7 @@ import re
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,6 +119,7 @@ class PostfixPeer:
             "smtpd_recipient_restrictions": "permit_mynetworks, reject",
         }
         settings.update(self.main_cf)
+        self._settings = settings
         (etc / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         services = ["pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
                     "qmgr unix n - n 300 1 qmgr", "rewrite unix - - n - - trivial-rewrite",
@@ -134,17 +136,34 @@ class PostfixPeer:
         if r.returncode != 0:
             raise RuntimeError(f"postfix did not start: {r.stdout} {r.stderr}")
         end = time.monotonic() + 20
+        probe = f"import socket; socket.create_connection(('127.0.0.1', {self.port}), timeout=1).close()"
         while time.monotonic() < end:
-            try:
-                import socket
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            # from inside the instance's namespace, if it has one
+            if subprocess.run([*self.wrap, sys.executable, "-c", probe], capture_output=True).returncode == 0:
                 return self
-            except OSError:
-                time.sleep(0.1)
+            time.sleep(0.1)
         raise RuntimeError("postfix smtpd did not listen")
 
     def stop(self) -> None:
         self._postfix("stop")
+
+    def reconfigure(self, **settings) -> None:
+        """Change main.cf settings of the running instance (postfix reload)."""
+        self._settings.update(settings)
+        (self.base / "etc/main.cf").write_text("".join(f"{k} = {v}\n" for k, v in self._settings.items()))
+        r = self._postfix("reload")
+        if r.returncode != 0:
+            raise RuntimeError(f"postfix reload failed: {r.stdout} {r.stderr}")
+
+    def flush(self) -> None:
+        """Deliver the deferred queue now (postqueue -f)."""
+        subprocess.run([*self.wrap, "postqueue", "-c", str(self.base / "etc"), "-f"], capture_output=True,
+                       timeout=60, check=True)
+
+    def queued(self, queue: str) -> int:
+        """Messages in one of the instance's queues (incoming, active, deferred, ...)."""
+        d = self.base / "spool" / queue
+        return sum(1 for p in d.rglob("*") if p.is_file()) if d.exists() else 0
 
     def cpu_seconds(self) -> float:
         """CPU of every process of this instance so far (live processes)."""

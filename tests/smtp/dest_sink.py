@@ -38,10 +38,12 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import sys
 import time
 
-IDLE_TIMEOUT = 300
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from smtp_sink import IDLE_TIMEOUT, smtp_session  # noqa: E402
 
 
 class Counter:
@@ -119,54 +121,14 @@ class Listener:
             writer.close()
 
     async def converse(self, reader, writer, close):
-        async def line() -> bytes:
-            return await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
+        async def accept(ident: str, rcpts: list[str]):
+            await self.sink.wait_release(self)
+            for r in rcpts:
+                self.sink.record.write(f"{ident} {r}\n")
+            self.sink.record.flush()
+            self.accepted += 1
 
-        writer.write(b"220 sink.example ESMTP\r\n")
-        rcpts: list[str] = []
-        while True:
-            cmd = await line()
-            if not cmd:
-                return
-            verb = cmd[:4].upper()
-            if verb in (b"HELO", b"EHLO", b"NOOP"):
-                writer.write(b"250 sink.example\r\n")
-            elif verb == b"MAIL":
-                rcpts = []
-                writer.write(b"250 ok\r\n")
-            elif verb == b"RCPT":
-                rcpts.append(cmd.decode(errors="replace").partition(":")[2].strip().strip("<>"))
-                writer.write(b"250 ok\r\n")
-            elif verb == b"RSET":
-                rcpts = []
-                writer.write(b"250 ok\r\n")
-            elif verb == b"DATA":
-                writer.write(b"354 go ahead\r\n")
-                await writer.drain()
-                ident = "-"
-                while True:
-                    data = await line()
-                    if not data or data in (b".\r\n", b".\n"):
-                        break
-                    if data.lower().startswith(b"x-sink-id:"):
-                        ident = data[10:].strip().decode(errors="replace")
-                if not data:
-                    return
-                await self.sink.wait_release(self)
-                for r in rcpts:
-                    self.sink.record.write(f"{ident} {r}\n")
-                self.sink.record.flush()
-                self.accepted += 1
-                writer.write(b"250 accepted\r\n")
-                rcpts = []
-            elif verb == b"QUIT":
-                close()  # the client is done: it does not wait for the reply
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
-                return
-            else:
-                writer.write(b"502 unimplemented\r\n")
-            await writer.drain()
+        await smtp_session(reader, writer, accept, on_quit=close)  # the client is done at QUIT
 
 
 class Sink:
@@ -270,9 +232,8 @@ async def main(args) -> int:
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in ("SIGTERM", "SIGINT"):
-        import signal
-        loop.add_signal_handler(getattr(signal, sig), stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 

@@ -84,11 +84,7 @@ class DestSink:
         return self.status().get("labels", {}).get(label, {"open": 0, "peak": 0, "held": 0})
 
     def deliveries(self) -> list[tuple[str, str]]:
-        try:
-            text = self.record.read_text()
-        except FileNotFoundError:
-            return []
-        return [tuple(line.split(" ", 1)) for line in text.splitlines() if line]
+        return qh.recorded_deliveries(self.record)
 
     def stop(self) -> None:
         if self.proc is None:

@@ -395,6 +395,15 @@ def queue_messages(messages, home: Path = HOME, parallel: int = 8) -> None:
             f.result()
 
 
+def recorded_deliveries(record: Path) -> list[tuple[str, str]]:
+    """A sink's record: one (X-Sink-Id, recipient) per delivery it accepted."""
+    try:
+        text = record.read_text()
+    except FileNotFoundError:
+        return []
+    return [tuple(line.split(" ", 1)) for line in text.splitlines() if line]
+
+
 class SmtpSink:
     """tests/smtp/smtp_sink.py in a process of its own, on 127.0.0.1.
 
@@ -446,11 +455,7 @@ class SmtpSink:
         os.kill(self.proc.pid, signal.SIGUSR2)
 
     def deliveries(self) -> list[tuple[str, str]]:
-        try:
-            text = self.record.read_text()
-        except FileNotFoundError:
-            return []
-        return [tuple(line.split(" ", 1)) for line in text.splitlines() if line]
+        return recorded_deliveries(self.record)
 
     def stop(self) -> dict | None:
         if self.proc is None:

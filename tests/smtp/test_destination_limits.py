@@ -290,9 +290,12 @@ def test_restart_mid_load_loses_nothing_and_delivers_once(qmail):
 
 
 def test_held_past_the_queue_lifetime_while_paused_bounces(qmail):
-    """A destination that refuses every connection pauses; recipients held
-    for it whose messages pass the queue lifetime are bounced with the
-    failure that caused the pause, at the next pause, without an attempt."""
+    """A destination that refuses every connection pauses and probes with
+    one delivery at a time. Mail held for it past the queue lifetime is
+    bounced: a message whose one recipient waited (parked) gets the probe,
+    its final attempt, as stock qmail would give it; the recipients of a
+    message that are still held when the probe fails are bounced with that
+    failure, without an attempt."""
     sink = listeners_for(qmail, ["dead.example"])
     sink.command(f"mode {sink.name('127.0.0.2:0')} refuse")
     maildir = qh.local_maildir()
@@ -302,21 +305,26 @@ def test_held_past_the_queue_lifetime_while_paused_bounces(qmail):
     send = qmail.send()
     send.wait_until(lambda: "destination dead.example: paused for 3s after 1 consecutive" in send.log(),
                     LONG, "the pause")
-    queue([("dead-1", ["u1@dead.example"]), ("dead-2", ["u2@dead.example"])])
-    # the probe takes the oldest held one (a real attempt: a deferral); the
-    # failed probe pauses again, and the other one, past its lifetime, bounces
-    send.wait_until(lambda: "held delivery: failure:" in send.log(), LONG, "the held one bounced")
+    queue([("dead-1", ["u1@dead.example"])])
+    send.wait_until(lambda: held_by(send) == 1, LONG, "dead-1 held")
+    queue([("dead-2", ["u2a@dead.example", "u2b@dead.example"])])
+    send.wait_until(lambda: held_by(send) == 3, LONG, "dead-2 held")
+    send.wait_until(lambda: len(list((maildir / "new").iterdir())) >= 2, LONG, "two bounces")
     log = send.log()
     assert "destination dead.example: probing with one delivery" in log
     assert "destination dead.example: paused for 3s the probe failed" in log
     bounced = lines_with(log, "held delivery: failure:")
-    assert len(bounced) == 1 and "to remote u" in bounced[0], bounced
-    assert "paused_after_repeated_failures" in bounced[0]
-    assert log.count(": deferral: ") == 2  # dead-0 and the probe: nothing else was tried
-    send.wait_until(lambda: list((maildir / "new").iterdir()), LONG, "the bounce")
-    bounce = next((maildir / "new").iterdir()).read_text(errors="replace")
-    assert "it was paused after repeated failures" in bounce and "in the queue too long" in bounce, bounce[:2000]
-    assert "Sorry, I wasn't able to establish an SMTP connection." in bounce
+    assert sorted(line.split(" to remote ")[1].split(":")[0] for line in bounced) == \
+        ["u2a@dead.example", "u2b@dead.example"], bounced
+    assert all("paused_after_repeated_failures" in line for line in bounced)
+    # attempts: dead-0, then one per probe; never more than one at a time
+    starts = [line for line in lines_with(log, "to remote u") if line.startswith("starting delivery")]
+    assert len(starts) == 1 + log.count("probing with one delivery"), starts
+    bounces = sorted(p.read_text(errors="replace") for p in (maildir / "new").iterdir())
+    assert all("in the queue too long" in b and "establish an SMTP connection" in b for b in bounces), bounces
+    assert any("it was paused after repeated failures" in b and "u2a@dead.example" in b
+               and "u2b@dead.example" in b for b in bounces), bounces
+    assert any("<u1@dead.example>" in b for b in bounces), bounces
     send.stop()
     assert sink.deliveries() == []
 

@@ -145,7 +145,7 @@ unit: $(UNIT)/unit-tests
 FUZZ := $(B)/fuzz
 FUZZ_SECONDS ?= 12
 FUZZ_TARGETS := fuzz_spamt fuzz_table
-SPAMT_LIB_SRCS := $(addprefix src-overlay/,ip_address.cpp spamt_settings.cpp spamt_syntax.cpp \
+SPAMT_LIB_SRCS := $(addprefix src-overlay/,ip_address.cpp spamt_settings.cpp spamt_syntax.cpp text_syntax.cpp \
 	spamt_format.cpp spamt_compile.cpp limits_table.cpp spamt_explain.cpp)
 CXXFLAGS_FUZZ := -std=c++20 -g -O1 -fno-exceptions -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -Isrc-overlay

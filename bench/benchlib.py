@@ -8,6 +8,7 @@ import re
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,15 +81,25 @@ class PostfixPeer:
     recipient is accepted from 127.0.0.0/8 and discarded after queueing.
     `main_cf` adds or overrides main.cf settings (e.g. rate limits)."""
 
-    def __init__(self, base: Path, port: int, main_cf: dict | None = None):
+    def __init__(self, base: Path, port: int, main_cf: dict | None = None, wrap=(),
+                 extra_services=()):
         self.base = Path(base)
         self.port = port
         self.main_cf = dict(main_cf or {})
+        self.wrap = list(wrap)  # e.g. ip netns exec NAME: the instance runs in that namespace
+        self.extra_services = list(extra_services)  # more master.cf lines
 
     def _postfix(self, *args):
         # postfix reports to syslog unless it has a terminal: give it one via script(1)
-        cmd = " ".join(["postfix", "-c", str(self.base / "etc"), *args])
+        cmd = " ".join([*self.wrap, "postfix", "-c", str(self.base / "etc"), *args])
         return subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
+
+    def sendmail(self, body: bytes, sender: str, rcpts) -> None:
+        """Queue a message through this instance's sendmail (postdrop)."""
+        r = subprocess.run(["sendmail", "-C", str(self.base / "etc"), "-f", sender, *rcpts], input=body,
+                           capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"postfix sendmail failed: {r.stderr.decode(errors='replace')[:300]}")
 
     def start(self) -> "PostfixPeer":
         import pwd
@@ -108,6 +119,7 @@ class PostfixPeer:
             "smtpd_recipient_restrictions": "permit_mynetworks, reject",
         }
         settings.update(self.main_cf)
+        self._settings = settings
         (etc / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         services = ["pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
                     "qmgr unix n - n 300 1 qmgr", "rewrite unix - - n - - trivial-rewrite",
@@ -119,22 +131,39 @@ class PostfixPeer:
                     "local unix - n n - - local", "anvil unix - - n - 1 anvil",
                     "scache unix - - n - 1 scache", "postlog unix-dgram n - n - 1 postlogd"]
         (etc / "master.cf").write_text(f"127.0.0.1:{self.port} inet n - n - 200 smtpd\n"
-                                       + "".join(s + "\n" for s in services))
+                                       + "".join(s + "\n" for s in services + self.extra_services))
         r = self._postfix("start")
         if r.returncode != 0:
             raise RuntimeError(f"postfix did not start: {r.stdout} {r.stderr}")
         end = time.monotonic() + 20
+        probe = f"import socket; socket.create_connection(('127.0.0.1', {self.port}), timeout=1).close()"
         while time.monotonic() < end:
-            try:
-                import socket
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            # from inside the instance's namespace, if it has one
+            if subprocess.run([*self.wrap, sys.executable, "-c", probe], capture_output=True).returncode == 0:
                 return self
-            except OSError:
-                time.sleep(0.1)
+            time.sleep(0.1)
         raise RuntimeError("postfix smtpd did not listen")
 
     def stop(self) -> None:
         self._postfix("stop")
+
+    def reconfigure(self, **settings) -> None:
+        """Change main.cf settings of the running instance (postfix reload)."""
+        self._settings.update(settings)
+        (self.base / "etc/main.cf").write_text("".join(f"{k} = {v}\n" for k, v in self._settings.items()))
+        r = self._postfix("reload")
+        if r.returncode != 0:
+            raise RuntimeError(f"postfix reload failed: {r.stdout} {r.stderr}")
+
+    def flush(self) -> None:
+        """Deliver the deferred queue now (postqueue -f)."""
+        subprocess.run([*self.wrap, "postqueue", "-c", str(self.base / "etc"), "-f"], capture_output=True,
+                       timeout=60, check=True)
+
+    def queued(self, queue: str) -> int:
+        """Messages in one of the instance's queues (incoming, active, deferred, ...)."""
+        d = self.base / "spool" / queue
+        return sum(1 for p in d.rglob("*") if p.is_file()) if d.exists() else 0
 
     def cpu_seconds(self) -> float:
         """CPU of every process of this instance so far (live processes)."""

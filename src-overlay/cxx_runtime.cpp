@@ -10,9 +10,12 @@
 // Allocation failure and a standard-library precondition failure end the
 // process after one log line, like qmail's own die_nomem: the client sees the
 // connection close and retries later. They are never silently ignored.
+// A program that must not end for want of memory (qmail-send) defines
+// cxx_runtime_wait_for_memory() to wait as its own nomem() does; then
+// allocation is retried for as long as it returns 1.
 //
-// Only for programs that link smtpd-overlay.o; the unit tests use the normal
-// runtime.
+// For programs that link smtpd-overlay.o or send-overlay.o; the unit tests
+// use the normal runtime.
 
 #include <cstdarg>
 #include <cstddef>
@@ -20,6 +23,9 @@
 #include <new>
 
 #include <unistd.h>
+
+// Weak: qmail-smtpd keeps this one (give up); qmail-send brings its own.
+extern "C" __attribute__((weak)) int cxx_runtime_wait_for_memory(void) { return 0; }
 
 namespace {
 
@@ -34,8 +40,9 @@ namespace {
 }
 
 void* allocate(std::size_t n) noexcept {
-  void* p = std::malloc(n != 0 ? n : 1);
-  if (p == nullptr) die("out of memory");
+  void* p;
+  while ((p = std::malloc(n != 0 ? n : 1)) == nullptr)
+    if (!cxx_runtime_wait_for_memory()) die("out of memory");
   return p;
 }
 
@@ -43,8 +50,9 @@ void* allocate_aligned(std::size_t n, std::align_val_t a) noexcept {
   std::size_t align = static_cast<std::size_t>(a);
   if (align < sizeof(void*)) align = sizeof(void*);
   std::size_t size = (n + align - 1) / align * align;
-  void* p = std::aligned_alloc(align, size != 0 ? size : align);
-  if (p == nullptr) die("out of memory");
+  void* p;
+  while ((p = std::aligned_alloc(align, size != 0 ? size : align)) == nullptr)
+    if (!cxx_runtime_wait_for_memory()) die("out of memory");
   return p;
 }
 

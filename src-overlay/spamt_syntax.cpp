@@ -2,76 +2,23 @@
 
 #include "spamt_syntax.h"
 
+#include "text_syntax.h"
+
 #include <algorithm>
 
 namespace spamt {
 
 namespace {
 
-bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
-bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
-
-// Shows a piece of input in a message: printable ASCII as is, the rest as
-// \xNN, cut at 60 bytes.
-std::string shown(std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  std::size_t n = 0;
-  for (unsigned char c : s) {
-    if (++n > 60) {
-      out += "...";
-      break;
-    }
-    if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 0xf];
-    }
-  }
-  return out;
-}
-
-std::string quoted(std::string_view s) { return "'" + shown(s) + "'"; }
-
-std::optional<std::uint32_t> parse_uint32(std::string_view s) noexcept {
-  if (s.empty() || s.size() > 10) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (!is_digit(c)) return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (v > 0xffffffffu) return std::nullopt;
-  return static_cast<std::uint32_t>(v);
-}
-
-// Letters, digits, '-' and '_' in labels separated by single dots.
-bool valid_domain(std::string_view d) noexcept {
-  if (d.empty() || d.size() > 253) return false;
-  if (d.front() == '.' || d.back() == '.') return false;
-  char prev = '.';
-  for (char c : d) {
-    bool ok = (c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-    if (c == '.' && prev == '.') return false;
-    prev = c;
-  }
-  return true;
-}
+using text::is_digit;
+using text::is_space;
+using text::lower;
+using text::lowered;
+using text::parse_uint32;
+using text::quoted;
+using text::shown;
+using text::trim;
+using text::valid_domain;
 
 // Printable ASCII but '"' and '\', or any byte >= 0x80 (UTF-8 logins).
 bool valid_login(std::string_view u) noexcept {

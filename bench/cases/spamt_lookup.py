@@ -25,7 +25,7 @@ QUERIES = 10_000
 ROUNDS = 10  # x 3 repetitions
 GREP_SAMPLES = 100
 
-LIB = ["ip_address", "spamt_settings", "spamt_syntax", "spamt_format", "spamt_compile", "limits_table",
+LIB = ["ip_address", "spamt_settings", "spamt_syntax", "text_syntax", "spamt_format", "spamt_compile", "limits_table",
        "spamt_explain"]
 
 

@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import destinations as dh  # noqa: E402
 import qmail_harness as qh  # noqa: E402
 
 
@@ -44,10 +45,22 @@ class Qmail:
         s.route(self.control)
         return s
 
+    def dest_sink(self, listen: dict, **kw) -> dh.DestSink:
+        """Listeners for several destinations (tests/smtp/dest_sink.py)."""
+        s = dh.DestSink(listen, **kw)
+        self._running.append(s)
+        return s.start()
+
+    def netns(self, records: dict) -> dh.NetNs:
+        """A network namespace with DNS of the test's own; stopped last."""
+        ns = dh.NetNs(records)
+        self._running.insert(0, ns)
+        return ns.start()
+
     def stop_all(self):
         # sinks first: a session the sink holds keeps qmail-send from exiting
         for s in self._running:
-            if isinstance(s, qh.SmtpSink):
+            if isinstance(s, (qh.SmtpSink, dh.DestSink)):
                 s.stop()
         while self._running:
             self._running.pop().stop()

@@ -261,10 +261,13 @@ class QmailSend:
     bindir: where qmail-start, qmail-send, the spawns and qmail-remote come
     from (default HOME/bin; e.g. FORTIFY, built for the same home).
     limits: {resource.RLIMIT_...: (soft, hard)} set before qmail-start runs,
-    so qmail-send and the spawns inherit them."""
+    so qmail-send and the spawns inherit them.
+    wrap: a command that runs qmail-start, e.g. ["ip", "netns", "exec", NAME]
+    (it must exec it, so that the process is qmail-send)."""
 
     def __init__(self, home: Path = HOME, defaultdelivery: str = "./Maildir/",
-                 bindir: Path | None = None, limits: dict | None = None):
+                 bindir: Path | None = None, limits: dict | None = None, wrap=()):
+        self.wrap = list(wrap)  # a command prefix, e.g. ip netns exec NAME
         self.home = home
         self.defaultdelivery = defaultdelivery
         self.bindir = Path(bindir) if bindir else home / "bin"
@@ -282,7 +285,7 @@ class QmailSend:
             for which, pair in limits.items():
                 resource.setrlimit(which, pair)
 
-        self.proc = subprocess.Popen([str(self.bindir / "qmail-start"), self.defaultdelivery, "cat"],
+        self.proc = subprocess.Popen([*self.wrap, str(self.bindir / "qmail-start"), self.defaultdelivery, "cat"],
                                      cwd=self.home, env=env, stdout=self._log, stderr=self._log,
                                      start_new_session=True, preexec_fn=setlimits)
         return self
@@ -392,6 +395,15 @@ def queue_messages(messages, home: Path = HOME, parallel: int = 8) -> None:
             f.result()
 
 
+def recorded_deliveries(record: Path) -> list[tuple[str, str]]:
+    """A sink's record: one (X-Sink-Id, recipient) per delivery it accepted."""
+    try:
+        text = record.read_text()
+    except FileNotFoundError:
+        return []
+    return [tuple(line.split(" ", 1)) for line in text.splitlines() if line]
+
+
 class SmtpSink:
     """tests/smtp/smtp_sink.py in a process of its own, on 127.0.0.1.
 
@@ -443,11 +455,7 @@ class SmtpSink:
         os.kill(self.proc.pid, signal.SIGUSR2)
 
     def deliveries(self) -> list[tuple[str, str]]:
-        try:
-            text = self.record.read_text()
-        except FileNotFoundError:
-            return []
-        return [tuple(line.split(" ", 1)) for line in text.splitlines() if line]
+        return recorded_deliveries(self.record)
 
     def stop(self) -> dict | None:
         if self.proc is None:

@@ -36,6 +36,54 @@ import time
 IDLE_TIMEOUT = 300  # seconds a client may say nothing
 
 
+async def smtp_session(reader, writer, accept, on_quit=lambda: None):
+    """The server side of one SMTP session: greeting, commands, messages.
+    `accept(ident, rcpts)` is awaited before each message's "250" (ident:
+    its X-Sink-Id); `on_quit()` runs when QUIT arrives, before the reply
+    (qmail-remote does not wait for it). Also used by dest_sink.py."""
+    async def line() -> bytes:
+        return await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
+
+    writer.write(b"220 sink.example ESMTP\r\n")
+    rcpts: list[str] = []
+    while True:
+        cmd = await line()
+        if not cmd:
+            return
+        verb = cmd[:4].upper()
+        if verb in (b"HELO", b"EHLO", b"NOOP"):
+            writer.write(b"250 sink.example\r\n")
+        elif verb in (b"MAIL", b"RSET"):
+            rcpts = []
+            writer.write(b"250 ok\r\n")
+        elif verb == b"RCPT":
+            rcpts.append(cmd.decode(errors="replace").partition(":")[2].strip().strip("<>"))
+            writer.write(b"250 ok\r\n")
+        elif verb == b"DATA":
+            writer.write(b"354 go ahead\r\n")
+            await writer.drain()
+            ident = "-"
+            while True:
+                data = await line()
+                if not data or data in (b".\r\n", b".\n"):
+                    break
+                if data.lower().startswith(b"x-sink-id:"):
+                    ident = data[10:].strip().decode(errors="replace")
+            if not data:
+                return
+            await accept(ident, rcpts)
+            writer.write(b"250 accepted\r\n")
+            rcpts = []
+        elif verb == b"QUIT":
+            on_quit()
+            writer.write(b"221 bye\r\n")
+            await writer.drain()
+            return
+        else:
+            writer.write(b"502 unimplemented\r\n")
+        await writer.drain()
+
+
 class Sink:
     def __init__(self, record, hold: float):
         self.record = record
@@ -69,55 +117,15 @@ class Sink:
             writer.close()
 
     async def converse(self, reader, writer):
-        async def line() -> bytes:
-            return await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
+        await smtp_session(reader, writer, self.accept)
 
-        writer.write(b"220 sink.example ESMTP\r\n")
-        rcpts: list[str] = []
-        while True:
-            cmd = await line()
-            if not cmd:
-                return
-            verb = cmd[:4].upper()
-            if verb in (b"HELO", b"EHLO", b"NOOP"):
-                writer.write(b"250 sink.example\r\n")
-            elif verb == b"MAIL":
-                rcpts = []
-                writer.write(b"250 ok\r\n")
-            elif verb == b"RCPT":
-                addr = cmd.decode(errors="replace").partition(":")[2].strip().strip("<>")
-                rcpts.append(addr)
-                writer.write(b"250 ok\r\n")
-            elif verb == b"RSET":
-                rcpts = []
-                writer.write(b"250 ok\r\n")
-            elif verb == b"DATA":
-                writer.write(b"354 go ahead\r\n")
-                await writer.drain()
-                ident = "-"
-                while True:
-                    data = await line()
-                    if not data or data in (b".\r\n", b".\n"):
-                        break
-                    if data.lower().startswith(b"x-sink-id:"):
-                        ident = data[10:].strip().decode(errors="replace")
-                if not data:
-                    return
-                await self.wait_release()
-                for r in rcpts:
-                    self.record.write(f"{ident} {r}\n")
-                self.record.flush()
-                self.accepted += 1
-                self.last = time.monotonic()
-                writer.write(b"250 accepted\r\n")
-                rcpts = []
-            elif verb == b"QUIT":
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
-                return
-            else:
-                writer.write(b"502 unimplemented\r\n")
-            await writer.drain()
+    async def accept(self, ident: str, rcpts: list[str]):
+        await self.wait_release()
+        for r in rcpts:
+            self.record.write(f"{ident} {r}\n")
+        self.record.flush()
+        self.accepted += 1
+        self.last = time.monotonic()
 
     async def wait_release(self):
         if self.released.is_set():

@@ -119,3 +119,20 @@ def test_none_of_ours_is_unknown(ctl):
         assert "nosuchcontrol: I have no idea what this file does." in r.stdout
     finally:
         ctl.control.remove("nosuchcontrol")
+
+
+def test_concurrencydomains_is_read_as_qmail_send_reads_it(ctl):
+    ctl.control.remove("concurrencydomains")
+    assert showctl(ctl)["concurrencydomains"].startswith("(Default.) No per-destination limits")
+    try:
+        ctl.control.write("concurrencydomains", "* 5\nmx:.google.com 40 rate=3000/1h failures=3 pause=10m\n")
+        said = showctl(ctl)["concurrencydomains"].splitlines()
+        assert said[0] == "2 destinations with limits of their own (concurrencydomains(5)):"
+        assert said[1].strip() == "line 1: * (default) limit 5 pause 5m after 5 failures"
+        assert said[2].strip() == "line 2: mx:.google.com (mx suffix) limit 40 rate 3000/1h pause 10m after 3 failures"
+        ctl.control.write("concurrencydomains", "example.com 5 speed=1\n")
+        said = showctl(ctl)["concurrencydomains"].splitlines()
+        assert said[0].startswith("Oops! This file has errors")
+        assert said[1].strip() == "line 1: unknown setting 'speed=1' (rate=N/PERIOD, failures=N, pause=PERIOD)"
+    finally:
+        ctl.control.remove("concurrencydomains")

@@ -248,7 +248,7 @@ bench: test-install bench-stock-install $(BENCH_BIN)
 # The throwaway installation is removed only where tools/test-dir made it.
 clean:
 	rm -rf $(B)/netqmail-1.06 $(B)/stock $(B)/test $(B)/unit $(B)/quilt $(B)/fuzz $(B)/bench
-	if [ -f '$(T)/checkout' ]; then rm -rf '$(T)'; fi
+	if [ -f '$(T)/checkout' ] && [ -w '$(T)/..' ]; then rm -rf '$(T)'; fi
 
 distclean: clean
 	rm -rf $(B)

@@ -431,11 +431,12 @@ def descriptors_short(n: int) -> str | None:
 
 def need_descriptors(n: int) -> None:
     """Skip the calling test, with the reason (make test's summary lists
-    it), unless n descriptors may be opened."""
+    it, naming the test), unless n descriptors may be opened."""
     reason = descriptors_short(n)
     if reason:
         import pytest
-        pytest.skip(reason)
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+        pytest.skip(f"{test}: {reason}")
 
 
 def max_fd(pid: int) -> int:

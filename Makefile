@@ -10,7 +10,12 @@
 #
 # Inputs: NETQMAIL_TARBALL (tarball or unpacked tree of stock netqmail-1.06),
 # QMAIL_HOME (written into the tree's conf-qmail), CONF_SPAWN (conf-spawn),
-# THROTTLE_OWNER (make install: owner of QMAIL_HOME/throttle, default qmaild).
+# THROTTLE_OWNER (make install: owner of QMAIL_HOME/throttle, default qmaild),
+# TEST_DIR (where test, demo and bench install the throwaway qmail).
+#
+# Every target first checks the Debian packages of tools/debian-packages
+# (tools/debian-deps): as root it installs the missing ones, otherwise it
+# stops with one line naming them.
 
 NETQMAIL_TARBALL ?= /usr/local/src/netqmail-1.06.tar.gz
 QMAIL_HOME ?= /var/qmail
@@ -18,12 +23,24 @@ CONF_SPAWN ?= $(shell head -n 1 conf-spawn)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 TOP := $(CURDIR)
-B := $(TOP)/build
+# Relative, so that a checkout path with a space in it works: make cannot
+# name files with spaces in targets.
+B := build
 STOCKSRC := $(B)/src/netqmail-1.06
 TREE := $(B)/netqmail-1.06
 STOCKTREE := $(B)/stock/netqmail-1.06
-# The throwaway installation that tests, demo and bench use.
-T := $(B)/test
+# The throwaway installation that tests, demo and bench use, with the trees
+# built for it and everything else qmail's users run in tests: outside the
+# checkout, which qmaild cannot enter when it lies in a 0700 home, in a
+# directory of root's (not /tmp: nobody else may create it first), one per
+# checkout (doc/DESIGN.md, "Tests").
+ifneq ($(findstring ',$(TOP)),)
+$(error the checkout path $(TOP) contains a single quote, which the build's shell commands cannot carry; clone it elsewhere)
+endif
+ifneq ($(origin TEST_DIR),command line)
+TEST_DIR := /var/lib/qmail-throttle/test-$(shell printf '%s' '$(TOP)' | sha256sum | cut -c1-16)
+endif
+T := $(TEST_DIR)
 TEST_HOME := $(T)/home
 TEST_TREE := $(T)/netqmail-1.06
 TEST_STOCK := $(T)/stock/netqmail-1.06
@@ -39,11 +56,25 @@ BENCH_STOCK := $(T)/stock-full
 BENCH_STOCK_HOME := $(BENCH_STOCK)/home
 BENCH_STOCK_TREE := $(BENCH_STOCK)/netqmail-1.06
 
+# ---- Debian packages ----------------------------------------------------------
+# Checked before anything is built: test, demo and bench need every package of
+# tools/debian-packages, the other targets those marked "build".
+TEST_GOALS := test unit smtp-test fuzz fuzz-smoke test-install fortify-tree bench-stock-install demo bench
+NO_DEPS_GOALS := clean distclean qt-env
+GOALS := $(or $(MAKECMDGOALS),all)
+DEPS := $(if $(filter $(TEST_GOALS),$(GOALS)),all,$(if $(filter-out $(NO_DEPS_GOALS),$(GOALS)),build))
+ifneq ($(DEPS),)
+DEPS_PROBLEM := $(shell tools/debian-deps $(DEPS))
+ifneq ($(DEPS_PROBLEM),)
+$(error $(DEPS_PROBLEM))
+endif
+endif
+
 PATCHES := $(shell sed -e 's/[[:space:]]*\#.*//' -e '/^[[:space:]]*$$/d' patches/series)
 SUBMAKE := $(MAKE) --no-print-directory -j$(JOBS)
 
 .PHONY: all build stock install test unit smtp-test fuzz fuzz-smoke test-install fortify-tree \
-	bench-stock-install demo bench clean distclean
+	bench-stock-install demo bench qt-env clean distclean
 
 all: build
 
@@ -94,7 +125,14 @@ install: build
 	QMAIL_HOME='$(QMAIL_HOME)' THROTTLE_OWNER='$(THROTTLE_OWNER)' tools/install-qmail $(TREE)
 
 # ---- tests ------------------------------------------------------------------
-# Test builds are configured for the throwaway home under build/test.
+# Test builds are configured for the throwaway home in TEST_DIR, which
+# tools/test-dir makes (root's, 0755, reachable by qmaild) before any of them.
+$(T)/checkout: tools/test-dir
+	tools/test-dir '$(T)' '$(TOP)'
+
+$(TEST_TREE)/.prepared-patched $(TEST_STOCK)/.prepared-stock $(FORTIFY_TREE)/.prepared-patched \
+$(BENCH_STOCK_TREE)/.prepared-stock: | $(T)/checkout
+
 $(T)/.test-trees: FORCE $(TEST_TREE)/.prepared-patched $(TEST_STOCK)/.prepared-stock
 	$(call build-tree,$(TEST_TREE),$(TEST_HOME),$(CONF_SPAWN))
 	$(call build-stock-tree,$(TEST_STOCK),$(TEST_HOME))
@@ -132,11 +170,18 @@ $(UNIT)/c/%.o: src-overlay/%.c $(wildcard src-overlay/*.h)
 	@mkdir -p $(UNIT)/c
 	gcc $(CFLAGS_UNIT) -c -o $@ $<
 
-$(UNIT)/unit-tests: $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(OVERLAY_UNIT_C_OBJS) $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)
-	@mkdir -p $(UNIT)
-	g++ $(CXXFLAGS_UNIT) -o $@ $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(OVERLAY_UNIT_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -ldl -lpthread
+# One object per source, JOBS at a time (unit runs make again for that).
+UNIT_OBJS := $(patsubst %.cpp,$(UNIT)/o/%.o,$(OVERLAY_LIB_SRCS) $(UNIT_SRCS))
 
-unit: $(UNIT)/unit-tests
+$(UNIT)/o/%.o: %.cpp $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	g++ $(CXXFLAGS_UNIT) -c -o $@ $<
+
+$(UNIT)/unit-tests: $(UNIT_OBJS) $(OVERLAY_UNIT_C_OBJS)
+	g++ -o $@ $(UNIT_OBJS) $(OVERLAY_UNIT_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -ldl -lpthread
+
+unit:
+	$(SUBMAKE) $(UNIT)/unit-tests
 	$(UNIT)/unit-tests --gtest_brief=1
 
 # libFuzzer targets on the limits table (tests/fuzz): `make fuzz` builds
@@ -167,12 +212,19 @@ fuzz-smoke: fuzz
 	  grep -E '^stat::number_of_executed_units|^Done' $(FUZZ)/$$t.log || true; \
 	done
 
-QT_ENV := QT_TOP='$(TOP)' QT_HOME='$(TEST_HOME)' QT_TREE='$(TEST_TREE)' QT_STOCK='$(TEST_STOCK)' \
-	QT_FORTIFY='$(FORTIFY_TREE)' QT_BENCH_STOCK_HOME='$(BENCH_STOCK_HOME)' \
+# Where tests, demo and bench find everything (tests/smtp/qmail_harness.py;
+# run outside make, it asks `make qt-env`).
+QT_VARS = QT_TOP='$(TOP)' QT_DIR='$(T)' QT_HOME='$(TEST_HOME)' QT_TREE='$(TEST_TREE)' \
+	QT_STOCK='$(TEST_STOCK)' QT_FORTIFY='$(FORTIFY_TREE)' QT_BENCH_STOCK_HOME='$(BENCH_STOCK_HOME)' \
+	QT_BENCH_BIN='$(TOP)/$(BENCH_BIN)' QT_STOCKSRC='$(TOP)/$(STOCKSRC)' \
 	NETQMAIL_TARBALL='$(abspath $(NETQMAIL_TARBALL))'
+QT_ENV = env $(QT_VARS)
+
+qt-env:
+	@printf '%s\n' $(QT_VARS)
 
 smtp-test: test-install fortify-tree
-	$(QT_ENV) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/pipeline tests/smtp tests/tools
+	$(QT_ENV) /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/pipeline tests/smtp tests/tools
 
 test: build unit fuzz-smoke smtp-test
 
@@ -193,10 +245,12 @@ $(BENCH_BIN): bench/throttle-bench.cpp $(BENCH_STORE_SRCS) $(wildcard src-overla
 bench: test-install bench-stock-install $(BENCH_BIN)
 	$(QT_ENV) /usr/bin/python3 bench/run $(BENCH)
 
+# The throwaway installation is removed only where tools/test-dir made it.
 clean:
 	rm -rf $(B)/netqmail-1.06 $(B)/stock $(B)/test $(B)/unit $(B)/quilt $(B)/fuzz $(B)/bench
+	if [ -f '$(T)/checkout' ] && [ -w '$(T)/..' ]; then rm -rf '$(T)'; fi
 
-distclean:
+distclean: clean
 	rm -rf $(B)
 
 FORCE:

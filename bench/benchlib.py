@@ -33,7 +33,11 @@ class MeasuredServer(qh.SmtpServer):
 class Context:
     def __init__(self, top: Path):
         self.top = top
-        self.dir = top / "build/bench"
+        # in the throwaway installation's directory: qmail-smtpd runs what is
+        # built here (queue-sink, checkpassword-accept), and cannot enter a
+        # checkout in a 0700 home
+        self.dir = qh.WORK / "bench"
+        self.bench_bin = qh.BENCH_BIN  # bench/throttle-bench.cpp, built by make bench
         self.dir.mkdir(parents=True, exist_ok=True)
         self.control = qh.Control()
         self.queue = qh.Queue()

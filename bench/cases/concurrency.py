@@ -13,14 +13,13 @@ each qmail-remote (which starts as a copy of qmail-rspawn, with two pipes
 per delivery in progress to copy at fork and close at exec), and memory.
 """
 
-import os
 import time
 from pathlib import Path
 
 import qmail_harness as qh
 
 HOLD = 45  # seconds each remote session takes
-STOCK_HOME = Path(os.environ.get("QT_BENCH_STOCK_HOME", qh.TOP / "build/test/stock-full/home"))
+STOCK_HOME = qh.BENCH_STOCK_HOME
 RCPTS = 10  # recipients per message: one delivery each
 
 

@@ -6,8 +6,9 @@ column is the approach it replaces, qmail-smtpd's rcptcheck patch running a
 shell checker per RCPT (bench/rcptcheck-overlimit-like: sh + grep/tail/sed/
 wc, a file that grows by a byte per recipient), fork/exec/wait like
 qmail-smtpd does. Times per decision, from bench/throttle-bench. The store is
-in build/bench on the worktree's file system, kept without fsync (the
-default); one extra row shows the durable mode (fsync per decision).
+in the bench directory of the throwaway installation (make's TEST_DIR), kept
+without fsync (the default); one extra row shows the durable mode (fsync per
+decision).
 """
 
 import os
@@ -27,7 +28,7 @@ def parse(line: str) -> dict:
 
 
 def run_bench(ctx, *args) -> dict:
-    exe = ctx.top / "build/bench/throttle-bench"
+    exe = ctx.bench_bin
     r = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError(f"throttle-bench {args}: {r.stderr.strip()}")

@@ -72,7 +72,7 @@ def floors_us(ctx) -> tuple[float, float]:
     d = ctx.dir / "lmdb-floor"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
-    r = subprocess.run([str(ctx.top / "build/bench/throttle-bench"), "floor", str(d), "1000"],
+    r = subprocess.run([str(ctx.bench_bin), "floor", str(d), "1000"],
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError(f"throttle-bench floor: {r.stderr.strip()}")

@@ -25,11 +25,6 @@ HELD = 2000
 TABLE = "127.0.1.0/24 st=20000 stmax=600000 tg=30 group=bots\n"
 
 
-def children(srv) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def cpu_ticks(pids) -> int:
     total = 0
     for pid in pids:
@@ -66,10 +61,10 @@ def measure(ctx, label, smtpd, teergrube):
     t0 = time.monotonic()
     sessions = open_sessions(srv, HELD, teergrube)
     setup = time.monotonic() - t0
-    if not qh.wait_for(lambda: len(children(srv)) >= HELD, 60):
-        raise RuntimeError(f"{label}: only {len(children(srv))} processes")
+    if not qh.wait_for(lambda: len(srv.children()) >= HELD, 60):
+        raise RuntimeError(f"{label}: only {len(srv.children())} processes")
     time.sleep(2)
-    pids = children(srv)
+    pids = srv.children()
     private = sum(benchlib.proc_private_kb(p) for p in pids) / len(pids)
     c0 = cpu_ticks(pids)
     time.sleep(10)

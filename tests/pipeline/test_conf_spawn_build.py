@@ -2,7 +2,6 @@
 makes for it, also under -D_FORTIFY_SOURCE=2 (glibc's own FD_SET aborts
 there for any descriptor from 1024 up)."""
 
-import os
 import resource
 import shutil
 import subprocess
@@ -10,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-TOP = Path(os.environ.get("QT_TOP", Path(__file__).resolve().parents[2]))
-TREE = Path(os.environ.get("QT_TREE", TOP / "build/test/netqmail-1.06"))
-FORTIFY = Path(os.environ.get("QT_FORTIFY", TOP / "build/test/fortify/netqmail-1.06"))
+import qmail_harness as qh
+
+TOP, TREE, FORTIFY = qh.TOP, qh.TREE, qh.FORTIFY
 
 # Selects on descriptor FD (1500 unless -DFD=...) of a pipe with a byte in
 # it, then prints how many descriptors fd_set holds.
@@ -48,6 +47,8 @@ def run(*cmd, **kw):
 
 
 def allow_2000_descriptors():
+    """preexec_fn of a probe on descriptor 1500 (the test calls
+    qh.need_descriptors(2000) first)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2000)), hard))
 
@@ -67,6 +68,7 @@ def test_fortify_tree_is_really_built_with_fortify():
 
 
 def test_select_h_sets_descriptors_past_1024_under_fortify(tmp_path):
+    qh.need_descriptors(2000)
     probe = build_probe(FORTIFY, tmp_path, '#include "select.h"')
     r = run(probe, preexec_fn=allow_2000_descriptors)
     assert r.returncode == 0, (r.returncode, r.stderr)
@@ -76,6 +78,7 @@ def test_select_h_sets_descriptors_past_1024_under_fortify(tmp_path):
 def test_without_it_the_fortified_fd_set_aborts(tmp_path):
     """The same probe on the system's fd_set: proof that the toolchain really
     checks, so the test above means something."""
+    qh.need_descriptors(2000)
     probe = build_probe(FORTIFY, tmp_path, "#include <sys/select.h>")
     r = run(probe, preexec_fn=allow_2000_descriptors)
     assert r.returncode == -6, (r.returncode, r.stdout)
@@ -106,6 +109,8 @@ def test_chkspawn_accepts_conf_spawn_up_to_65000(scratch_tree, value):
     assert (r.returncode, r.stderr) == (0, "")
     # a descriptor past 1024 only where select.h promises room for it
     fd = 1500 if 2 * int(value) + 5 > 1500 else 10
+    if fd == 1500:
+        qh.need_descriptors(2000)
     fdset = build_probe(scratch_tree, scratch_tree.parent, '#include "select.h"', fd)
     out = run(fdset, preexec_fn=allow_2000_descriptors)
     assert out.returncode == 0, out.stderr

@@ -6,13 +6,12 @@ import re
 import shutil
 import subprocess
 import tarfile
-from pathlib import Path
 
 import pytest
 
-TOP = Path(os.environ.get("QT_TOP", Path(__file__).resolve().parents[2]))
-TARBALL = Path(os.environ.get("NETQMAIL_TARBALL", "/usr/local/src/netqmail-1.06.tar.gz"))
-TREE = Path(os.environ.get("QT_TREE", TOP / "build/test/netqmail-1.06"))
+import qmail_harness as qh
+
+TOP, TARBALL, TREE, HOME = qh.TOP, qh.TARBALL, qh.TREE, qh.HOME
 
 
 def run(*cmd, **kw):
@@ -81,7 +80,7 @@ def test_patch_that_needs_fuzz_stops_the_build(tmp_path):
         "--- a/qmail-smtpd.c\n+++ b/qmail-smtpd.c\n@@ -1,3 +1,4 @@\n"
         " #include \"sig.h\"\n NOT THE NEXT LINE\n #include \"stralloc.h\"\n+/* x */\n")
     (fake / "patches/series").write_text("0001-bad.patch\n")
-    r = run(fake / "tools/prepare-tree", TOP / "build/src/netqmail-1.06", tmp_path / "tree", "patched")
+    r = run(fake / "tools/prepare-tree", qh.STOCKSRC, tmp_path / "tree", "patched")
     assert r.returncode != 0
     assert "patch 0001-bad.patch does not apply" in r.stderr
     assert not (tmp_path / "tree").exists()
@@ -103,7 +102,7 @@ def test_every_patch_has_a_dep3_header():
 
 
 def test_every_patch_applies_with_zero_fuzz_in_order(tmp_path):
-    r = run(TOP / "tools/prepare-tree", TOP / "build/src/netqmail-1.06", tmp_path / "t", "patched")
+    r = run(TOP / "tools/prepare-tree", qh.STOCKSRC, tmp_path / "t", "patched")
     assert r.returncode == 0, r.stderr
     assert f"applied {len(series())} patch(es)" in r.stderr
 
@@ -133,9 +132,6 @@ def test_cxx_programs_link_with_gxx_and_warnings_are_errors():
     assert "-Werror" in (TREE / "conf-cxx").read_text().splitlines()[0]
     assert (TREE / "loadxx").read_text().count("g++") == 1
     assert "loadxx qmail-smtpd" in (TREE / "Makefile").read_text()
-
-
-HOME = Path(os.environ.get("QT_HOME", TOP / "build/test/home"))
 
 
 def test_install_keeps_existing_control_files():

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import destinations as dh  # noqa: E402
-import qmail_harness as qh  # noqa: E402
+import destinations as dh
+import qmail_harness as qh
 
 
 class Qmail:

@@ -1,8 +1,9 @@
 """qmail_harness: start and always stop real qmail programs for tests.
 
 Everything runs against the throwaway installation that `make test-install`
-puts under build/test/home (QT_HOME), built from build/test/netqmail-1.06
-(QT_TREE); QT_STOCK is unpatched netqmail-1.06 built for the same home.
+puts in QT_HOME, built from QT_TREE; QT_STOCK is unpatched netqmail-1.06
+built for the same home. All of it lies in QT_DIR (the Makefile's TEST_DIR,
+under /var/lib/qmail-throttle), where qmail's users can reach it.
 
 - Control: the control/ directory, reset to a known baseline for every test.
 - SmtpServer: qmail-smtpd (patched, or stock) under tcpserver on 127.0.0.1,
@@ -32,14 +33,41 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-TOP = Path(os.environ.get("QT_TOP", Path(__file__).resolve().parents[2]))
-HOME = Path(os.environ.get("QT_HOME", TOP / "build/test/home"))
-TREE = Path(os.environ.get("QT_TREE", TOP / "build/test/netqmail-1.06"))
-STOCK = Path(os.environ.get("QT_STOCK", TOP / "build/test/stock/netqmail-1.06"))
 
+def _paths() -> dict:
+    """The QT_* variables: the Makefile is their one source of truth. make
+    test/demo/bench pass them; run any other way, they are asked of make."""
+    names = ("QT_TOP", "QT_DIR", "QT_HOME", "QT_TREE", "QT_STOCK", "QT_FORTIFY",
+             "QT_BENCH_STOCK_HOME", "QT_BENCH_BIN", "QT_STOCKSRC", "NETQMAIL_TARBALL")
+    if all(n in os.environ for n in names):
+        return {n: os.environ[n] for n in names}
+    top = Path(__file__).resolve().parents[2]
+    out = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(top), "qt-env"],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"make qt-env failed: {out.stderr.strip()}")
+    found = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return {n: os.environ.get(n, found[n]) for n in names}
+
+
+_P = _paths()
+TOP = Path(_P["QT_TOP"])
+# The throwaway installation's directory (the Makefile's TEST_DIR), outside
+# the checkout so that qmail's users reach it; everything they run in tests
+# lives there.
+WORK = Path(_P["QT_DIR"])
+HOME = Path(_P["QT_HOME"])
+TREE = Path(_P["QT_TREE"])
+STOCK = Path(_P["QT_STOCK"])
 # The delivering programs built with -D_FORTIFY_SOURCE=2 for HOME (make fortify-tree).
-FORTIFY = Path(os.environ.get("QT_FORTIFY", TOP / "build/test/fortify/netqmail-1.06"))
-LOGS = TOP / "build/test/logs"
+FORTIFY = Path(_P["QT_FORTIFY"])
+# bench: stock qmail with conf-spawn 255 installed in its own home, and throttle-bench.
+BENCH_STOCK_HOME = Path(_P["QT_BENCH_STOCK_HOME"])
+BENCH_BIN = Path(_P["QT_BENCH_BIN"])
+# The verified stock sources (build/src) and the input they came from.
+STOCKSRC = Path(_P["QT_STOCKSRC"])
+TARBALL = Path(_P["NETQMAIL_TARBALL"])
+LOGS = WORK / "logs"
 
 PATCHED_SMTPD = HOME / "bin/qmail-smtpd"
 STOCK_SMTPD = STOCK / "qmail-smtpd"
@@ -84,6 +112,21 @@ class Control:
         return self.dir / name
 
 
+def runnable(program: Path) -> Path:
+    """A copy of a test program of the checkout in WORK/bin, where qmail's
+    users can run it (they may not enter the checkout); copied again when
+    the program changes."""
+    copy = WORK / "bin" / program.name
+    data = program.read_bytes()
+    if not copy.exists() or copy.read_bytes() != data:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = copy.with_name(copy.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(0o755)
+        tmp.rename(copy)
+    return copy
+
+
 def uid_gid(user: str = "qmaild", group: str = "nofiles") -> tuple[int, int]:
     return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
 
@@ -100,7 +143,7 @@ class SmtpServer:
         self.concurrency = concurrency
         self.user = user
         self.tcpserver_opts = list(tcpserver_opts)
-        self.logpath = log or (TOP / "build/test/logs" / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log")
+        self.logpath = log or (LOGS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log")
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
 
@@ -151,7 +194,12 @@ class SmtpServer:
         except FileNotFoundError:
             return ""
 
-    def connect(self, timeout: float = 10) -> socket.socket:
+    def children(self) -> list[int]:
+        """The qmail-smtpd processes tcpserver runs now (one a session)."""
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def connect(self, timeout: float = 60) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     def __enter__(self):
@@ -369,6 +417,31 @@ def proc_cpu_seconds(pid: int, children: bool = False) -> float:
     return (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
 
 
+def descriptors_short(n: int) -> str | None:
+    """None when this process and its children may open n descriptors, the
+    hard limit raised to n where the kernel allows it (root with
+    CAP_SYS_RESOURCE); else why not (containers often stop at 1024 or 4096)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard >= n:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, n))
+        return None
+    except (ValueError, OSError):
+        return (f"needs a hard descriptor limit of at least {n}; it is {hard} here and cannot be raised "
+                f"(ulimit -Hn {n} as root, or LimitNOFILE={n} for a container or service)")
+
+
+def need_descriptors(n: int) -> None:
+    """Skip the calling test, with the reason (make test's summary lists
+    it, naming the test), unless n descriptors may be opened."""
+    reason = descriptors_short(n)
+    if reason:
+        import pytest
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+        pytest.skip(f"{test}: {reason}")
+
+
 def max_fd(pid: int) -> int:
     """The highest descriptor a live process has open (-1 if none)."""
     try:
@@ -520,7 +593,10 @@ def reset_throttle(home: Path = HOME) -> Path:
     return d
 
 
-def wait_for(predicate, timeout: float = 10, interval: float = 0.05):
+def wait_for(predicate, timeout: float = 60, interval: float = 0.05):
+    """predicate()'s first true value, polled until `timeout` seconds have
+    passed; then its last value. The machine may be slow and shared: the
+    default timeout only bounds a failure."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = predicate()

@@ -41,7 +41,7 @@ def test_swaks_starttls_auth_plain_relays_and_reaches_qmail_queue(qmail):
 def test_python_smtplib_login_over_starttls(qmail):
     ta.install_cert(qmail.control)
     srv = qmail.smtpd(args=ta.auth_args())
-    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.example", timeout=10) as c:
+    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="client.example", timeout=60) as c:
         c.starttls(context=ta.client_context(check_hostname=False))  # connected by address
         c.ehlo("client.example")
         assert c.has_extn("auth") and c.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]

@@ -4,7 +4,6 @@ and processes killed with SIGKILL in the middle of it."""
 import os
 import random
 import signal
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,8 @@ CONNECTING = threading.Semaphore(8)
 
 def relay_run(srv, n_rcpts: int, start: threading.Barrier | None = None, auth=None):
     """One session: MAIL, n_rcpts relayed recipients as fast as the server
-    answers, DATA when any was accepted. Returns (accepted, queued)."""
+    answers, DATA when any was accepted. Returns (accepted, the reply to the
+    message: b"" when there was none), or what went wrong."""
     try:
         with CONNECTING:
             s = rl.auth_session(srv, *auth, timeout=60) if auth else rl.session(srv, timeout=60)
@@ -31,10 +31,10 @@ def relay_run(srv, n_rcpts: int, start: threading.Barrier | None = None, auth=No
             start.wait(timeout=60)
         s.cmd("MAIL FROM:<a@client.example>")
         got = rl.accepted(rl.rcpts(s, rl.far(n_rcpts)))
-        queued = got > 0 and rl.data(s).startswith(b"250 ok ")
+        reply = rl.data(s) if got else b""
         s.cmd("QUIT")
         s.close()
-        return got, queued
+        return got, reply
     except (OSError, AssertionError) as e:
         if start is not None:
             start.abort()
@@ -49,6 +49,8 @@ def test_hundred_parallel_sessions_of_one_client_get_exactly_n(qmail):
     with ThreadPoolExecutor(SESSIONS) as pool:
         results = list(pool.map(lambda _: relay_run(srv, 5, start), range(SESSIONS)))
     assert [r for r in results if isinstance(r, str)] == []
+    # every message queued (else its recipients were given back, and granted again)
+    assert [reply for got, reply in results if got and not reply.startswith(b"250 ok ")] == []
     assert sum(got for got, _ in results) == limit
     msgs = qmail.queue.messages()
     assert sum(len(m["rcpts"]) for m in msgs) == limit
@@ -66,14 +68,10 @@ def test_parallel_sessions_of_one_authenticated_user_get_exactly_n(qmail):
     with ThreadPoolExecutor(sessions) as pool:
         results = list(pool.map(lambda _: relay_run(srv, 4, start, ("alice", "correct horse")), range(sessions)))
     assert [r for r in results if isinstance(r, str)] == []
+    assert [reply for got, reply in results if got and not reply.startswith(b"250 ok ")] == []
     assert sum(got for got, _ in results) == limit
     assert sum(len(m["rcpts"]) for m in qmail.queue.messages()) == limit
     assert rl.used("alice@test.example") == limit
-
-
-def smtpd_pids(srv) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def test_sigkill_storm_leaves_no_stuck_lock_and_exact_counts(qmail):
@@ -94,7 +92,7 @@ def test_sigkill_storm_leaves_no_stuck_lock_and_exact_counts(qmail):
         """Returns (granted, queued); granted counts 250s received."""
         got = 0
         try:
-            s = rl.session(srv, timeout=10)
+            s = rl.session(srv, timeout=60)
         except (OSError, AssertionError):
             return 0, False  # killed before the greeting: nothing granted
         try:
@@ -120,36 +118,38 @@ def test_sigkill_storm_leaves_no_stuck_lock_and_exact_counts(qmail):
                 granted["queued" if queued else "unfinished"] += got
                 granted["sessions"] += queued
 
+    # the storm lasts until enough were killed and enough queued, however
+    # slow the machine; the deadline only bounds a failure
     killed = 0
     with ThreadPoolExecutor(40) as pool:
         futures = [pool.submit(client) for _ in range(40)]
-        end = time.monotonic() + 6
+        deadline = time.monotonic() + 300
         rnd = random.Random(7)
-        while time.monotonic() < end:
-            pids = smtpd_pids(srv)
+        while (killed <= 300 or granted["sessions"] <= 20) and time.monotonic() < deadline:
+            pids = srv.children()
             for pid in rnd.sample(pids, min(len(pids), 5)):
                 try:
                     os.kill(pid, signal.SIGKILL)
                     killed += 1
                 except ProcessLookupError:
                     pass
-            time.sleep(0.05)
+            time.sleep(0.05)  # pacing: a few kills at a time, sessions in between
         stop.set()
         for f in futures:
             f.result(timeout=60)
-    assert killed > 50 and granted["sessions"] > 20
-    assert qh.wait_for(lambda: smtpd_pids(srv) == [], 10)
+    assert killed > 300 and granted["sessions"] > 20
+    assert qh.wait_for(lambda: srv.children() == [])
     count = rl.used("127.0.0.1")
     low = granted["queued"]
     high = granted["queued"] + granted["unfinished"] + killed
     assert low <= count <= high, (count, granted, killed)
     assert sum(len(m["rcpts"]) for m in qmail.queue.messages()) >= granted["queued"]
     # No stuck lock, no corrupt count: the budget left is exactly limit - count.
+    # (a stuck lock would make these wait for the store's lock timeout and
+    # log a store fault: fail-open would then accept all 10)
     rl.table(qmail, f"default rcpt={count + 7}/1h\n")
-    t0 = time.monotonic()
     s = rl.session(srv)
     s.cmd("MAIL FROM:<a@client.example>")
     assert rl.accepted(rl.rcpts(s, rl.far(10))) == 7
-    assert time.monotonic() - t0 < 2
     s.close()
     assert "store fault" not in srv.log()

@@ -21,11 +21,13 @@ def policy(qmail, closed: bool) -> None:
 
 
 def relay_three(srv) -> list[bytes]:
-    s = rl.session(srv, timeout=10)
+    s = rl.session(srv, timeout=60)
     t0 = time.monotonic()
     s.cmd("MAIL FROM:<a@client.example>")
     replies = rl.rcpts(s, rl.far(3))
-    assert time.monotonic() - t0 < 5  # no hang
+    # a fault costs no wait: recipients that each waited for the store's
+    # lock timeout (2 s) would take 6 s; they take milliseconds
+    assert time.monotonic() - t0 < 5
     assert s.cmd("QUIT").startswith(b"221 ")  # the session goes on
     s.close()
     return replies
@@ -62,7 +64,7 @@ def test_a_full_store(qmail, closed):
         srv = qmail.smtpd(env=rl.RELAY)
         first_fault = None
         for i in range(2, 2000):
-            sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10,
+            sock = socket.create_connection(("127.0.0.1", srv.port), timeout=60,
                                             source_address=(f"127.0.{i // 250}.{i % 250 + 1}", 0))
             s = qh.Session(sock)
             s.reply()
@@ -79,13 +81,13 @@ def test_a_full_store(qmail, closed):
                 break
         assert first_fault is not None, "the store never filled up"
         assert first_fault[1] == (CLOSED_REPLY if closed else b"250 ok\r\n")
-        assert qh.wait_for(lambda: "store fault" in srv.log(), 5)
+        assert qh.wait_for(lambda: "store fault" in srv.log())
         log = srv.log()
         assert "qmail-smtpd: throttle: store fault ip 127.0." in log
         assert " charge: full (" in log
         assert (": fail-closed\n" if closed else ": fail-open\n") in log
         # clients that already have counters keep them: limits still apply
-        s = qh.Session(socket.create_connection(("127.0.0.1", srv.port), timeout=10,
+        s = qh.Session(socket.create_connection(("127.0.0.1", srv.port), timeout=60,
                                                 source_address=("127.0.0.3", 0)))
         s.reply()
         s.cmd("HELO client.example")

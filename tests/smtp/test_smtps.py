@@ -61,6 +61,6 @@ def test_smtps_client_speaking_plain_text_is_dropped(qmail):
 def test_smtps_0_means_off(qmail):
     ta.install_cert(qmail.control)
     srv = qmail.smtpd(env={"SMTPS": "0"})
-    s = qh.Session(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+    s = qh.Session(socket.create_connection(("127.0.0.1", srv.port), timeout=60))
     assert s.reply() == b"220 mx.test.example ESMTP\r\n"
     s.close()

@@ -73,7 +73,7 @@ class Spawn:
 
     def close(self) -> int:
         self.proc.stdin.close()
-        rc = self.proc.wait(timeout=10)
+        rc = self.proc.wait(timeout=60)
         self.proc.stdout.close()
         return rc
 
@@ -85,6 +85,7 @@ def test_rspawn_announces_what_its_descriptor_limit_allows_in_two_bytes():
 
 
 def test_rspawn_raises_its_soft_descriptor_limit_up_to_the_hard_one():
+    qh.need_descriptors(3000)
     s = Spawn("qmail-rspawn", {resource.RLIMIT_NOFILE: (64, 3000)})
     assert s.limit() == fd_limited(3000) == 1497
     limits = open(f"/proc/{s.proc.pid}/limits").read()
@@ -95,6 +96,7 @@ def test_rspawn_raises_its_soft_descriptor_limit_up_to_the_hard_one():
 
 def test_rspawn_keeps_within_the_process_limit_of_qmailr():
     # (not lower: every process of qmailr on the machine counts at exec)
+    qh.need_descriptors(2 * 2996 + 5)  # else the descriptor limit is the lower one
     s = Spawn("qmail-rspawn", {resource.RLIMIT_NPROC: (3000, 3000)})
     assert s.limit() == 2996  # conf-spawn + 4 processes would be needed
     assert s.close() == 0
@@ -146,12 +148,12 @@ def test_qmail_send_logs_one_line_and_runs_what_the_descriptor_limit_allows(qmai
     sink = qmail.sink(hold=HOLD)
     want = queue(150)  # 600 deliveries
     send = qmail.send(limits={resource.RLIMIT_NOFILE: (1000, 1000)})
-    send.wait_until(lambda: sink.status()["held"] >= 497, 120, "497 deliveries held")
+    send.wait_until(lambda: sink.status()["held"] >= 497, 300, "497 deliveries held")
     # the spawn's table is full: nothing more starts while they are held
-    assert send.wait_until(lambda: "remote 497/497" in send.log(), 10, "a full table")
+    assert send.wait_until(lambda: "remote 497/497" in send.log(), 120, "a full table")
     assert sink.status()["peak_held"] == 497
     sink.hold_nobody()
-    send.wait_until(lambda: send.successes() >= 600, 120, "600 deliveries")
+    send.wait_until(lambda: send.successes() >= 600, 300, "600 deliveries")
     send.stop()
     sink.stop()
     log = send.log()
@@ -167,24 +169,25 @@ def test_hup_changes_concurrency_without_leaving_the_allocated_table(qmail):
     qmail.control.write("concurrencyremote", "40\n")
     sink = qmail.sink(hold=HOLD)
     want = queue(15)  # 60 deliveries
+    qh.need_descriptors(3000)
     send = qmail.send(limits={resource.RLIMIT_NOFILE: (1024, 3000)})  # qmail-rspawn: 1497
-    send.wait_until(lambda: sink.status()["held"] == 40, 60, "40 deliveries held")
+    send.wait_until(lambda: sink.status()["held"] == 40, 120, "40 deliveries held")
 
     # lower while 40 are running: those in slots 10..39 must still be reported
     qmail.control.write("concurrencyremote", "10\n")
     send.hup()
-    send.wait_until(lambda: "status: local 0/10 remote 40/10" in send.log(), 30, "the new limit")
+    send.wait_until(lambda: "status: local 0/10 remote 40/10" in send.log(), 120, "the new limit")
     sink.release()
-    send.wait_until(lambda: send.successes() >= 40, 60, "the 40 to finish")
-    send.wait_until(lambda: sink.status()["held"] == 10, 60, "10 new deliveries")
+    send.wait_until(lambda: send.successes() >= 40, 120, "the 40 to finish")
+    send.wait_until(lambda: sink.status()["held"] == 10, 120, "10 new deliveries")
     assert sink.status()["peak_held"] == 10
 
     # raise past what qmail-rspawn can run: capped at its 1497, with a warning
     qmail.control.write("concurrencyremote", "100000\n")
     send.hup()
-    send.wait_until(lambda: sink.status()["held"] == 20, 60, "the other 20 deliveries")
+    send.wait_until(lambda: sink.status()["held"] == 20, 120, "the other 20 deliveries")
     sink.hold_nobody()
-    send.wait_until(lambda: send.successes() >= 60, 60, "all 60 deliveries")
+    send.wait_until(lambda: send.successes() >= 60, 120, "all 60 deliveries")
     send.stop()
     sink.stop()
     log = send.log()

@@ -1,17 +1,27 @@
 """The teergrube in the real qmail-smtpd: delays before the 354 that grow
 with the client's rate, continuation lines, a prompt exit when the client
-leaves, flush, who is exempt, spamthrottle 2.x files, and TLS."""
+leaves, flush, who is exempt, spamthrottle 2.x files, and TLS.
 
+Timing on a slow, shared machine: a delay is checked exactly in the log
+line ("delay 3000ms") and from below on the clock (the client really waited
+that long); from above only where a fault would take many times longer.
+Whether a message was delayed at all is read from the log (one line per
+delay), not from a clock."""
+
+import re
 import socket
 import struct
-import subprocess
 import time
 
 import qmail_harness as qh
 import relaylimits as rl
+import teergrube_clients as tc
 import tlsauth as ta
 
-FAST = '127.0.0.0/8 st=1000 stmax=3000 tg=1 tgtext="slow down"\n'
+# st far above stmax: a message sent within seconds of the one before is
+# held exactly stmax, however slow the machine makes the client (the wait is
+# st * 100 ms / T, T the time since the previous one was released).
+FAST = '127.0.0.0/8 st=100000 stmax=3000 tg=1 tgtext="slow down"\n'
 
 
 def message(s, body="Subject: x\r\n\r\nhello\r\n", rcpt="u@test.example"):
@@ -26,20 +36,22 @@ def message(s, body="Subject: x\r\n\r\nhello\r\n", rcpt="u@test.example"):
     return took, reply, final
 
 
-def second_message_is_held(s, seconds: float, lines: bytes) -> None:
-    """A message, then one right after it: held about `seconds` before a
+def delays(srv) -> list[tuple[int, int]]:
+    """(delay, waited) in ms of every teergrube log line so far."""
+    return [(int(d), int(w)) for d, w in re.findall(r" delay (\d+)ms waited (\d+)ms: ", srv.log())]
+
+
+def second_message_is_held(srv, s, seconds: int, lines: bytes) -> None:
+    """A message, then one right after it: held `seconds` (stmax) before a
     354 reply of `lines`, then accepted as usual."""
     message(s)
     took, reply, final = message(s)
-    assert seconds - 0.1 < took < seconds + 0.7, took
+    assert took >= seconds - 0.05, took
     assert reply == lines + b"354 go ahead\r\n"
     assert final.startswith(b"250 ok ")
     s.close()
-
-
-def smtpd_children(srv) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    (delay, waited), = delays(srv)  # the second message only
+    assert delay == seconds * 1000 and waited >= delay
 
 
 def test_a_fast_sender_is_delayed_before_354_with_continuation_lines(qmail):
@@ -47,7 +59,7 @@ def test_a_fast_sender_is_delayed_before_354_with_continuation_lines(qmail):
     srv = qmail.smtpd()
     s = rl.session(srv)
     took, reply, final = message(s)
-    assert took < 0.5 and reply == b"354 go ahead\r\n" and final.startswith(b"250 ok ")
+    assert reply == b"354 go ahead\r\n" and final.startswith(b"250 ok ")  # not delayed: no log line (below)
     # right after: 100 ms * 1000 / T is far over stmax: delayed 3 s, a line a second
     assert s.cmd("MAIL FROM:<a@client.example>").startswith(b"250 ")
     assert s.cmd("RCPT TO:<u@test.example>").startswith(b"250 ")
@@ -63,65 +75,77 @@ def test_a_fast_sender_is_delayed_before_354_with_continuation_lines(qmail):
         if line.startswith(b"354 "):
             break
     assert lines == [b"354-slow down\r\n", b"354-slow down\r\n", b"354 go ahead\r\n"]
-    assert 0.8 < stamps[0] < 1.4 and 1.8 < stamps[1] < 2.4 and 2.9 < stamps[2] < 3.6, stamps
+    # at 1 s, 2 s, 3 s: not sooner, and the lines spread over the wait (not all at its end)
+    assert stamps[0] >= 0.95 and stamps[1] >= 1.95 and stamps[2] >= 2.95, stamps
+    assert stamps[2] - stamps[0] >= 1.0, stamps
     assert s.cmd("Subject: x\r\n\r\nhello\r\n.").startswith(b"250 ok ")  # the same answers
     s.cmd("QUIT")
     s.close()
     assert len(qmail.queue.messages()) == 2
     log = srv.log()
     assert "qmail-smtpd: throttle: teergrube ip 127.0.0.1 key a:127.0.0.1 rcpt 1 interval " in log
-    assert " delay 3000ms waited 30" in log and ": complete\n" in log
-    assert log.count("teergrube") == 1  # one line per delay, none for the first message
+    assert ": complete\n" in log
+    (delay, waited), = delays(srv)  # one line per delay, none for the first message
+    assert delay == 3000 and waited >= 3000
 
 
 def test_a_client_that_slows_down_is_released(qmail):
-    rl.table(qmail, '127.0.0.0/8 st=300 stmax=1500\n')
+    rl.table(qmail, '127.0.0.0/8 st=100000 stmax=1500\n')
     srv = qmail.smtpd()
     s = rl.session(srv)
-    assert message(s)[0] < 0.5
+    message(s)
     took, reply, _ = message(s)
-    assert 1.4 < took < 2.2 and reply == b"354 go ahead\r\n"
-    time.sleep(1.6)  # idle past stmax: a fresh start
-    assert message(s)[0] < 0.5
+    released = time.monotonic()
+    assert took >= 1.45 and reply == b"354 go ahead\r\n"
+    assert [d for d, _ in delays(srv)] == [1500]
+    # the client idles longer than stmax (the reset): its next message is a
+    # fresh start, not delayed (it would be, 1.5 s, a moment sooner)
+    time.sleep(max(0.0, released + 1.6 - time.monotonic()))
+    assert message(s)[1] == b"354 go ahead\r\n"
     s.close()
-
-
-def wait_gone(srv, timeout):
-    t0 = time.monotonic()
-    assert qh.wait_for(lambda: smtpd_children(srv) == [], timeout, 0.02)
-    return time.monotonic() - t0
+    assert [d for d, _ in delays(srv)] == [1500]
 
 
 def start_long_delay(qmail, srv):
+    """A second message right after the first, whose DATA the server holds (a
+    minute): returns once it is held (it took a slot of the budget)."""
     s = rl.session(srv)
     message(s)
     assert s.cmd("MAIL FROM:<a@client.example>").startswith(b"250 ")
     assert s.cmd("RCPT TO:<u@test.example>").startswith(b"250 ")
     s.send("DATA\r\n")
-    time.sleep(0.5)
-    assert len(smtpd_children(srv)) == 1
+    assert qh.wait_for(lambda: tc.held(1) == 1), "the session was not held"
+    assert len(srv.children()) == 1
     return s
 
 
+def gone_within_a_second(srv) -> None:
+    """The held process ends when its client leaves: at once, not at the end
+    of its minute (the log line says how long it waited)."""
+    assert qh.wait_for(lambda: srv.children() == []), srv.log()
+    (delay, waited), = delays(srv)
+    assert delay == 60000 and waited < 30000, (delay, waited)
+
+
 def test_a_client_that_closes_mid_wait_ends_its_process_within_a_second(qmail):
-    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=60000\n')
+    rl.table(qmail, '127.0.0.0/8 st=6000000 stmax=60000\n')
     srv = qmail.smtpd()
     s = start_long_delay(qmail, srv)
     s.send("NOOP\r\n")  # unread input does not hide the FIN
     s.sock.shutdown(socket.SHUT_WR)
-    assert wait_gone(srv, 3) < 1.5
+    gone_within_a_second(srv)
     s.close()
     assert ": client closed\n" in srv.log()
     assert len(qmail.queue.messages()) == 1
 
 
 def test_a_client_that_resets_mid_wait_ends_its_process_within_a_second(qmail):
-    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=60000 tg=30\n')
+    rl.table(qmail, '127.0.0.0/8 st=6000000 stmax=60000 tg=30\n')
     srv = qmail.smtpd()
     s = start_long_delay(qmail, srv)
     s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()  # RST
-    assert wait_gone(srv, 3) < 1.5
+    gone_within_a_second(srv)
     assert ": connection reset\n" in srv.log()
 
 
@@ -170,28 +194,29 @@ def test_exempt_clients_are_not_delayed(qmail):
         srv = qmail.smtpd(env=env)
         s = rl.session(srv)
         for _ in range(3):
-            assert message(s)[0] < 0.5
+            assert message(s)[1] == b"354 go ahead\r\n"
         s.close()
         srv.stop()
-        assert "teergrube" not in srv.log()
+        assert "teergrube" not in srv.log()  # not one delay
 
 
 def test_tarpitrelay_delays_relay_clients_too(qmail):
-    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=1200 tarpitrelay\n')
+    rl.table(qmail, '127.0.0.0/8 st=100000 stmax=1200 tarpitrelay\n')
     srv = qmail.smtpd(env=rl.RELAY)
     s = rl.session(srv)
     message(s)
-    assert 1.1 < message(s)[0] < 1.8
+    assert message(s)[0] >= 1.15
     s.close()
+    assert [d for d, _ in delays(srv)] == [1200]
 
 
 def test_a_spamthrottle_2x_file_behaves_like_spamthrottle(qmail):
     # ipblock:dir:st:stmax:flush:rcpt:tg:tg_resp:  (spamthrottle 2.x, unchanged)
-    rl.table(qmail, "127.0.0.0/8:bots:1000:2000:1:0:1:hold your horses:\n.\n")
+    rl.table(qmail, "127.0.0.0/8:bots:100000:2000:1:0:1:hold your horses:\n.\n")
     srv = qmail.smtpd()
     s = rl.session(srv, helo=False)
     assert b"PIPELINING" not in s.cmd("EHLO client.example")  # flush and st
-    second_message_is_held(s, 2, b"354-hold your horses\r\n")
+    second_message_is_held(srv, s, 2, b"354-hold your horses\r\n")
     assert " key g:bots " in srv.log()  # the dir field: state shared by the group
 
 
@@ -203,7 +228,7 @@ def test_continuation_lines_over_tls(qmail):
     s.cmd("EHLO client.example")
     t = ta.starttls(s)
     assert t.cmd("EHLO client.example").startswith(b"250")
-    second_message_is_held(t, 3, b"354-slow down\r\n354-slow down\r\n")
+    second_message_is_held(srv, t, 3, b"354-slow down\r\n354-slow down\r\n")
 
 
 def test_throttlectl_shows_and_resets_a_clients_teergrube_state(qmail):
@@ -212,7 +237,7 @@ def test_throttlectl_shows_and_resets_a_clients_teergrube_state(qmail):
     srv = qmail.smtpd()
     s = rl.session(srv)
     took, reply, final = message(s)  # the first message leaves state, without a delay
-    assert took < 0.5 and final.startswith(b"250 ok ")
+    assert final.startswith(b"250 ok ")
     out = rl.throttlectl("show", "127.0.0.1").stdout
     assert "  teergrube state n:127.0.0.0/24: last message released " in out, out
     assert "its computed wait " in out
@@ -221,6 +246,7 @@ def test_throttlectl_shows_and_resets_a_clients_teergrube_state(qmail):
     assert "teergrube" not in rl.throttlectl("show", "127.0.0.1").stdout
     # released: the next message right away is not held (it would be, ~3 s, without the reset)
     took, reply, final = message(s)
-    assert took < 0.5 and reply == b"354 go ahead\r\n" and final.startswith(b"250 ok ")
+    assert reply == b"354 go ahead\r\n" and final.startswith(b"250 ok ")
     s.cmd("QUIT")
     s.close()
+    assert delays(srv) == []

@@ -3,8 +3,9 @@
 - a certificate for mx.test.example made once per run with the openssl CLI;
 - control/servercert.pem installed the way an admin would (0640, readable by
   qmail-smtpd's group);
-- tests/smtp/checkpassword-test, the checkpassword program, and a directory
-  qmail-smtpd's user can write its records to;
+- tests/smtp/checkpassword-test, the checkpassword program (run from its copy
+  in the throwaway installation's directory), and a directory qmail-smtpd's
+  user can write its records to;
 - STARTTLS on a raw qmail_harness.Session, and TLS at connect (SMTPS).
 """
 
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import qmail_harness as qh
 
-CHECKPASSWORD = Path(__file__).resolve().parent / "checkpassword-test"
-WORK = qh.TOP / "build/test/tlsauth"
+CHECKPASSWORD = qh.runnable(Path(__file__).resolve().parent / "checkpassword-test")
+WORK = qh.WORK / "tlsauth"
 HOSTNAME = "mx.test.example"
 USERS = {"alice": "correct horse", "bob@other.example": "s3cret"}
 
@@ -88,7 +89,7 @@ def client_context(**kw) -> ssl.SSLContext:
     return ctx
 
 
-def connect(server: qh.SmtpServer, timeout: float = 10) -> qh.Session:
+def connect(server: qh.SmtpServer, timeout: float = 60) -> qh.Session:
     """A plain session, greeting read."""
     s = qh.Session(server.connect(timeout=timeout))
     greeting = s.reply()
@@ -116,7 +117,7 @@ def starttls_at(server: qh.SmtpServer, ctx: ssl.SSLContext, timeout: float = 30)
 
 def smtps_connect(server: qh.SmtpServer, ctx: ssl.SSLContext | None = None) -> qh.Session:
     """TLS from the first byte (SMTPS)."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
     return qh.Session((ctx or client_context()).wrap_socket(sock, server_hostname=HOSTNAME))
 
 

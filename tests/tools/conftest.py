@@ -4,14 +4,11 @@ throwaway home (make test-install)."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "smtp"))
-
-import qmail_harness as qh  # noqa: E402
+import qmail_harness as qh
 
 SPAMT_FILES = ("spamt", "spamt.cdb", "spamt.cdb.tmp", "relaylimits")
 

@@ -5,12 +5,11 @@ per connection; see DESIGN.md "Start-up cost")."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 
-TOP = Path(os.environ.get("QT_TOP", Path(__file__).resolve().parents[2]))
-TREE = Path(os.environ.get("QT_TREE", TOP / "build/test/netqmail-1.06"))
+import qmail_harness as qh
+
+TREE = qh.TREE
 
 READER_OBJECTS = ("ip_address.o", "spamt_settings.o", "spamt_format.o", "limits_table.o")
 

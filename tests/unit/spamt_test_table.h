@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -73,6 +74,16 @@ inline std::unique_ptr<Built> build(std::string_view spamt_text,
   b->status = b->table.open_fd(memfd_with(b->bytes), access);
   EXPECT_EQ(b->status, spamt::TableStatus::ok);
   return b;
+}
+
+// Compiles control/spamt text into a cdb file at `path`, as qmail-newspamt
+// would; the test fails when it cannot be written.
+inline void write_table_file(const std::string& path, std::string_view spamt_text) {
+  const std::string bytes = cdb_bytes(compile_text(spamt_text));
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
 }
 
 inline std::string str(std::string_view s) { return std::string(s); }

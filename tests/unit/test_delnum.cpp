@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstring>
 
 #include "delnum.h"
 
@@ -24,6 +25,17 @@ unsigned int roundtrip(unsigned int n) {
 
 TEST(Delnum, TwoBytesOnTheWire) {
   static_assert(DELNUM_LEN == 2);
+  // delnum_put writes exactly DELNUM_LEN bytes: the ones around are untouched
+  char s[DELNUM_LEN + 2];
+  std::memset(s, 0x5a, sizeof s);
+  delnum_put(s + 1, 0xffff);
+  EXPECT_EQ(s[0], 0x5a);
+  EXPECT_EQ(static_cast<unsigned char>(s[1]), 0xffu);
+  EXPECT_EQ(static_cast<unsigned char>(s[2]), 0xffu);
+  EXPECT_EQ(s[3], 0x5a);
+  // and delnum_get reads exactly DELNUM_LEN: what follows does not count
+  const char t[DELNUM_LEN + 2] = {1, 0, 0x7f, 0x7f};
+  EXPECT_EQ(delnum_get(t), 1u);
 }
 
 TEST(Delnum, RoundTripsAtTheEdges) {

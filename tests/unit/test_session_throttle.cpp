@@ -32,14 +32,7 @@ class SessionThrottleTest : public ::testing::Test {
   }
 
   // control/spamt text -> a cdb file in the temporary directory
-  void table(std::string_view text) {
-    spamt::Table t = spamt_test::compile_text(text);
-    std::string bytes = spamt_test::cdb_bytes(t);
-    int fd = ::open(table_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-    ::close(fd);
-  }
+  void table(std::string_view text) { spamt_test::write_table_file(table_path(), text); }
   std::string table_path() const { return dir.path() + "/spamt.cdb"; }
   std::string table_file;  // Config::table_path points here
 

@@ -2,6 +2,11 @@
 // N, a SIGKILL at any moment loses and invents nothing and leaves no stuck
 // lock, a stopped writer makes others fail instead of hang, a killed reader
 // does not keep the store full.
+//
+// The machine may be slow and shared: waits for the writer lock may take a
+// minute here (long_timeout) before they count as failures, and "at once"
+// means within half of that - only a lock left stuck until its timeout
+// gets there.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -39,6 +44,15 @@ std::uint64_t used(LmdbStore& s, const std::string& identity, std::uint64_t now 
   return u.empty() ? 0 : u[0].used;
 }
 
+constexpr unsigned long_timeout_ms = 60'000;
+constexpr long missed_ms = long_timeout_ms / 2;
+
+store::LmdbOptions patient_options(const TempDir& d) {
+  store::LmdbOptions o = store_test::options_for(d);
+  o.lock_timeout_ms = long_timeout_ms;
+  return o;
+}
+
 long ms_since(std::chrono::steady_clock::time_point t0) {
   return static_cast<long>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
@@ -50,12 +64,14 @@ bool write_all(int fd, const void* p, std::size_t n) { return write(fd, p, n) ==
 
 // Many processes charge the same budgets as fast as they can, all at once:
 // exactly the limit is accepted, and every counter of a charge moved
-// together.
+// together. Each user may take at most N / 16, so at least 16 of them
+// share the domain's N, however the processes are scheduled.
 TEST(StoreLmdbProcesses, ExactlyTheLimitIsAcceptedUnderConcurrency) {
   TempDir d;
-  const store::LmdbOptions o = store_test::options_for(d);
+  const store::LmdbOptions o = patient_options(d);
   constexpr int procs = 64;
   constexpr std::uint32_t N = 20000;
+  constexpr std::uint32_t per_user = N / 16;
   int go[2], results[2];
   ASSERT_EQ(pipe(go), 0);
   ASSERT_EQ(pipe(results), 0);
@@ -77,7 +93,7 @@ TEST(StoreLmdbProcesses, ExactlyTheLimitIsAcceptedUnderConcurrency) {
       if (!s.charge(warm, 1, T0, nullptr).accepted) _exit(4);
       char c;
       (void)!read(go[0], &c, 1);  // every child starts when the parent closes it
-      Limit l[] = {{{user, "rcpt", DAY}, 1'000'000}, {{"d:example.com", "rcpt", DAY}, N},
+      Limit l[] = {{{user, "rcpt", DAY}, per_user}, {{"d:example.com", "rcpt", DAY}, N},
                    {{"n:192.0.2.0/24", "rcpt", DAY}, N + 100}};
       Report r{i, 0, 0};
       for (;;) {
@@ -116,14 +132,15 @@ TEST(StoreLmdbProcesses, ExactlyTheLimitIsAcceptedUnderConcurrency) {
   LmdbStore s(o);
   EXPECT_EQ(used(s, "d:example.com"), N);
   EXPECT_EQ(used(s, "n:192.0.2.0/24"), N);
-  int busy = 0;
+  std::uint32_t busy = 0;
   for (const auto& [child, n] : accepted_by) {
+    EXPECT_LE(n, static_cast<int>(per_user)) << "child " << child;
     std::vector<store::CounterUsage> u;
     ASSERT_TRUE(s.usage("u:user" + std::to_string(child) + "@example.com", T0, u).ok());
     for (const auto& c : u) EXPECT_EQ(c.used, c.metric == "rcpt" ? static_cast<std::uint64_t>(n) : 1u);
     busy += n > 0;
   }
-  EXPECT_GT(busy, procs / 4) << "the children hardly overlapped";
+  EXPECT_GE(busy, N / per_user);
 }
 
 // Processes hammer three shared counters while the parent SIGKILLs random
@@ -137,9 +154,14 @@ TEST(StoreLmdbProcesses, ExactlyTheLimitIsAcceptedUnderConcurrency) {
 //    when its process dies in the middle of it;
 //  - no error was ever reported and no lock is stuck: a charge right after
 //    completes at once.
+// The storm goes on until at least `min_killed` children were killed and
+// `min_reported` charges reported, however slow the machine; a deadline
+// only bounds a failure.
 TEST(StoreLmdbProcesses, SigkillStormLosesAndInventsNothing) {
   TempDir d;
-  const store::LmdbOptions o = store_test::options_for(d);
+  const store::LmdbOptions o = patient_options(d);
+  constexpr long min_killed = 300, min_reported = 1000;
+  constexpr long deadline_ms = 300'000;
   int rep[2];
   ASSERT_EQ(pipe(rep), 0);
   fcntl(rep[0], F_SETFL, O_NONBLOCK);
@@ -207,7 +229,7 @@ TEST(StoreLmdbProcesses, SigkillStormLosesAndInventsNothing) {
   for (int i = 0; i < population; ++i, ++next_id) live[next_id] = spawn(next_id);
   std::mt19937 rng(7);
   const auto t0 = std::chrono::steady_clock::now();
-  while (ms_since(t0) < 3000) {
+  while ((killed < min_killed || reported < min_reported) && ms_since(t0) < deadline_ms) {
     usleep(1000 + rng() % 8000);
     drain();
     auto it = live.begin();
@@ -222,14 +244,14 @@ TEST(StoreLmdbProcesses, SigkillStormLosesAndInventsNothing) {
   drain();
   close(rep[0]);
   EXPECT_EQ(errors, 0);
-  EXPECT_GT(killed, 50);
-  EXPECT_GT(reported, 1000) << "the children hardly got to charge";
+  EXPECT_GE(killed, min_killed);
+  EXPECT_GE(reported, min_reported) << "the children hardly got to charge in " << deadline_ms << " ms";
 
   LmdbStore s(o);
   const auto t1 = std::chrono::steady_clock::now();
   const Limit probe[] = {{{"c:parent", "rcpt", DAY}, 10}};
   ChargeResult r = s.charge(probe, 1, T0, nullptr);
-  EXPECT_LT(ms_since(t1), 1000) << "a lock was left stuck";
+  EXPECT_LT(ms_since(t1), missed_ms) << "a lock was left stuck";
   ASSERT_TRUE(r.ok()) << r.reason;
   ASSERT_TRUE(r.accepted);
 
@@ -293,7 +315,7 @@ TEST(StoreLmdbProcesses, AStoppedWriterMakesOthersFailNotHang) {
   EXPECT_EQ(r.status, Status::unavailable);
   EXPECT_NE(r.reason.find("writer lock"), std::string::npos) << r.reason;
   EXPECT_GE(waited, 290);
-  EXPECT_LT(waited, 2000);
+  EXPECT_LT(waited, 300 + missed_ms);  // it gave up, and not much later
 
   kill(holder, SIGKILL);
   waitpid(holder, &st, 0);
@@ -307,10 +329,12 @@ TEST(StoreLmdbProcesses, AStoppedWriterMakesOthersFailNotHang) {
 
 // Readers hold the lock too (MDB_NOLOCK), a chunk of a scan at a time. A
 // reader killed in the middle of one leaves no stuck lock: the next charge
-// takes the lock over at once.
+// takes the lock over at once. Each reader is killed a few milliseconds
+// after it said it is scanning, until three were killed holding the lock
+// (or 200 rounds).
 TEST(StoreLmdbProcesses, AReaderKilledMidScanLeavesNoStuckLock) {
   TempDir d;
-  const store::LmdbOptions o = store_test::options_for(d);
+  const store::LmdbOptions o = patient_options(d);
   {
     LmdbStore s(o);
     for (int i = 0; i < 6000; ++i) {
@@ -323,23 +347,30 @@ TEST(StoreLmdbProcesses, AReaderKilledMidScanLeavesNoStuckLock) {
   const Limit l[] = {{{"u:writer@example.com", "rcpt", DAY}, 1000}};
   std::mt19937 rng(3);
   int rounds = 0;
-  for (; rounds < 25 && s.lock_recoveries() < 3; ++rounds) {
+  for (; rounds < 200 && s.lock_recoveries() < 3; ++rounds) {
+    int scanning[2];
+    ASSERT_EQ(pipe(scanning), 0);
     const pid_t reader = fork();
     if (reader == 0) {
       LmdbStore r(o);
       std::vector<store::CounterUsage> top;
-      for (;;) {
+      for (bool said = false;; said = true) {
         if (!r.top(10, "rcpt", T0, top).ok() || top.size() != 10) _exit(1);
+        if (!said && !write_all(scanning[1], "x", 1)) _exit(2);
       }
     }
-    usleep(2000 + rng() % 20000);
+    close(scanning[1]);
+    char c;
+    const bool started = read(scanning[0], &c, 1) == 1;
+    close(scanning[0]);
+    usleep(rng() % 10000);
     kill(reader, SIGKILL);
     int st;
     waitpid(reader, &st, 0);
-    ASSERT_TRUE(WIFSIGNALED(st)) << "the reader failed on its own";
+    ASSERT_TRUE(started && WIFSIGNALED(st)) << "the reader failed on its own";
     const auto t0 = std::chrono::steady_clock::now();
     ChargeResult r = s.charge(l, 1, T0, nullptr);
-    EXPECT_LT(ms_since(t0), 1000);
+    EXPECT_LT(ms_since(t0), missed_ms);
     ASSERT_TRUE(r.ok()) << r.reason;
     ASSERT_TRUE(r.accepted);
   }

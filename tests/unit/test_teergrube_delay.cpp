@@ -34,16 +34,26 @@ TEST(TeergrubeDelay, TheWaitGrowsBySTOverTAndIsCappedByStmax) {
 }
 
 TEST(TeergrubeDelay, ASlowerClientComesDownAndAnIdleOneStartsAfresh) {
-  const Params p{1000, 30000, 0};
+  // st 1 s, stmax 60 s: state resets after stmax * max(strcpt, 1) = 60 s idle
+  const Params p{1000, 60000, 0};
   State s{1'000'000, 20'000};
-  // 40 s later: 20000 * 1000 / 40000 = 500 ms: under a second, no delay
-  auto o = compute(p, s, 1, 1'000'000 + 29'000);
-  EXPECT_EQ(o.next.wait_ms, 689u);
+  // 40 s later (within the reset): V = W * st * R / T = 20000 * 1000 * 1 / 40000
+  // = 500 ms, under the 1000 ms least delay: none
+  auto o = compute(p, s, 1, 1'000'000 + 40'000);
+  EXPECT_FALSE(o.fresh);
+  EXPECT_EQ(o.interval_ms, 40'000u);
+  EXPECT_EQ(o.next.wait_ms, 20'000u * 1000 * 1 / 40'000);
+  EXPECT_EQ(o.next.wait_ms, 500u);
   EXPECT_EQ(o.delay_ms, 0u);
-  // idle longer than stmax * max(strcpt, 1): fresh
-  o = compute(p, s, 1, 1'000'000 + 30'001);
+  // 10 s later it still comes out at 20000 * 1000 / 10000 = 2 s: delayed that long
+  o = compute(p, s, 1, 1'000'000 + 10'000);
+  EXPECT_EQ(o.next.wait_ms, 20'000u * 1000 / 10'000);
+  EXPECT_EQ(o.delay_ms, 2'000u);
+  // idle longer than the reset, by a millisecond: fresh, at the base wait
+  o = compute(p, s, 1, 1'000'000 + 60'000 + 1);
   EXPECT_TRUE(o.fresh);
-  EXPECT_EQ(o.next.wait_ms, 100u);
+  EXPECT_EQ(o.delay_ms, 0u);
+  EXPECT_EQ(o.next.wait_ms, teergrube::base_wait_ms);
 }
 
 TEST(TeergrubeDelay, RecipientsWeighThroughTheRcptFactor) {

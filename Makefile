@@ -134,7 +134,7 @@ $(UNIT)/c/%.o: src-overlay/%.c $(wildcard src-overlay/*.h)
 
 $(UNIT)/unit-tests: $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(OVERLAY_UNIT_C_OBJS) $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(UNIT)
-	g++ $(CXXFLAGS_UNIT) -o $@ $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(OVERLAY_UNIT_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -ldl -lpthread
+	g++ $(CXXFLAGS_UNIT) -o $@ $(OVERLAY_LIB_SRCS) $(UNIT_SRCS) $(OVERLAY_UNIT_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -lhiredis -ldl -lpthread
 
 unit: $(UNIT)/unit-tests
 	$(UNIT)/unit-tests --gtest_brief=1

@@ -231,3 +231,25 @@ def test_a_session_that_never_needs_the_store_never_connects(qmail):
 def rl_limit_reply() -> bytes:
     return (b"451 4.7.1 relay limit reached: recipients per 1h for address 127.0.0.1; "
             b"try again in about 61 minutes\r\n")
+
+
+def test_throttlectl_looks_after_the_redis_store(qmail):
+    """show, top and reset run against Redis in the two-store tests
+    (any_store); here what differs: stats, expire, repair, a stopped Redis."""
+    with rh.RedisServer() as redis:
+        rh.use_store(qmail.control, redis.url)
+        rl.table(qmail, "default rcpt=5/1h,8/1d\n")
+        srv = qmail.smtpd(env=rl.RELAY)
+        replies, _ = relay_three(srv)
+        assert rl.accepted(replies) == 3
+        out = rl.throttlectl("stats").stdout
+        assert out.startswith(f"store redis://127.0.0.1:{redis.port}/0\ncounters 2\nrecords 0\nbytes used ")
+        assert "file bytes" not in out
+        assert rl.throttlectl("expire").stdout == "0 idle entries removed\n"  # nothing idle yet
+        bad = rl.throttlectl("repair", check=False)
+        assert bad.returncode == 100 and "repair is for the LMDB store" in bad.stderr
+        assert no_lmdb_store()
+        redis.stop()
+        down = rl.throttlectl("show", "127.0.0.1", check=False)
+        assert down.returncode == 111
+        assert "store unavailable: connect to 127.0.0.1:" in down.stderr

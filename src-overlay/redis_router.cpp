@@ -230,6 +230,7 @@ store::Result Router::run(std::span<Call* const> calls) {
         g.failed = g.node->conn.flush();
       }
     }
+    ++round_trips_;
     for (Group& g : groups) {
       if (!g.failed.ok()) continue;
       for (std::size_t i : g.idx) {

@@ -74,8 +74,11 @@ class Router {
   // "redis://host:port/0", "redis-sentinel://.../mymaster (primary host:port)".
   std::string describe() const;
 
-  // For tests: how often the primary was asked of Sentinel, the slot map read.
+  // For tests and the bench: how often the primary was asked of Sentinel
+  // or the slot map read; how many round trips run() made (calls to several
+  // nodes at once count as one).
   unsigned discoveries() const noexcept { return discoveries_; }
+  unsigned long round_trips() const noexcept { return round_trips_; }
 
  private:
   struct Node {
@@ -95,6 +98,7 @@ class Router {
   std::optional<store_url::HostPort> primary_;  // standalone: the host; sentinel: as discovered
   SlotMap slots_;
   unsigned discoveries_ = 0;
+  unsigned long round_trips_ = 0;
 };
 
 }  // namespace redis

@@ -20,10 +20,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-from pathlib import Path
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import qmail_harness as qh
+import relaylimits as rl
+import tlsauth as ta
 
 BASE = qh.TOP / "build/test/redis"
 
@@ -32,6 +34,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free too."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
 
 
 def _encode(args) -> bytes:
@@ -167,7 +183,7 @@ class RedisCluster:
 
     def __init__(self, size: int = 3):
         self.nodes = [RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                  "--cluster-node-timeout", "3000", name="cluster")
+                                  "--cluster-node-timeout", "3000", name="cluster", port=free_cluster_port())
                       for _ in range(size)]
 
     @property
@@ -293,3 +309,42 @@ def use_store(control: qh.Control, url: str, password: str | None = None) -> Non
     if password is not None:
         p = control.write("throttlestorepassword", password + "\n", mode=0o400)
         os.chown(p, *qh.uid_gid())
+
+
+# ---- two hosts sharing a store ----------------------------------------------
+
+
+def two_servers(qmail, **kw):
+    """Two qmail-smtpd servers standing for two hosts: one installation under
+    two tcpservers (qmail compiles its home in, so a second home would be a
+    second build; what makes hosts share budgets is only the store they name)."""
+    return qmail.smtpd(name="host-a", **kw), qmail.smtpd(name="host-b", **kw)
+
+
+def no_lmdb_store() -> bool:
+    """No LMDB store was made in throttle/: nothing was shared through it."""
+    return not [p for p in (qh.HOME / "throttle").iterdir() if p.name.startswith(("boot-", "durable"))]
+
+
+def auth_plain_session(srv, user, password, timeout=60):
+    """AUTH PLAIN without TLS (the servers run with FORCETLS=0): the cheapest
+    authenticated session."""
+    s = ta.connect(srv, timeout=timeout)
+    assert s.cmd("EHLO client.example").startswith(b"250")
+    reply = s.cmd("AUTH PLAIN " + ta.plain(user, password))
+    assert reply.startswith(b"235 "), reply
+    return s
+
+
+def sessions_split_across(servers, sessions: int, rcpts_each: int = 5, user: str = "alice"):
+    """`sessions` authenticated sessions of `user` at once, taking turns over
+    `servers`, each relaying rcpts_each recipients: [(accepted, queued)] in
+    session order (session i went to servers[i % len(servers)])."""
+    start = threading.Barrier(sessions)
+    with ThreadPoolExecutor(sessions) as pool:
+        results = list(pool.map(
+            lambda i: rl.relay_run(lambda: auth_plain_session(servers[i % len(servers)], user, ta.USERS[user]),
+                                   rcpts_each, start),
+            range(sessions)))
+    assert [r for r in results if isinstance(r, str)] == []
+    return results

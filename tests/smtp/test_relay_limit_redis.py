@@ -11,9 +11,7 @@ that no LMDB store was made in throttle/ (so nothing was shared through it).
 """
 
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -26,41 +24,13 @@ SESSIONS = 100
 CLOSED_REPLY = b"451 4.3.0 relay limits are temporarily unavailable, try again later\r\n"
 
 
-def two_servers(qmail, **kw):
-    return qmail.smtpd(name="host-a", **kw), qmail.smtpd(name="host-b", **kw)
-
-
-def no_lmdb_store() -> bool:
-    return not [p for p in (qh.HOME / "throttle").iterdir() if p.name.startswith(("boot-", "durable"))]
-
-
-def auth_plain_session(srv, user, password, timeout=60):
-    """AUTH PLAIN without TLS (FORCETLS=0): the cheapest authenticated session."""
-    s = ta.connect(srv, timeout=timeout)
-    assert s.cmd("EHLO client.example").startswith(b"250")
-    reply = s.cmd("AUTH PLAIN " + ta.plain(user, password))
-    assert reply.startswith(b"235 "), reply
-    return s
-
-
-def hundred_sessions_split_across(servers, limit, rcpts_each=5, user="alice"):
-    start = threading.Barrier(SESSIONS)
-    with ThreadPoolExecutor(SESSIONS) as pool:
-        results = list(pool.map(
-            lambda i: rl.relay_run(lambda: auth_plain_session(servers[i % len(servers)], user, ta.USERS[user]),
-                                   rcpts_each, start),
-            range(SESSIONS)))
-    assert [r for r in results if isinstance(r, str)] == []
-    return results
-
-
 def test_hundred_sessions_of_one_user_across_two_hosts_get_exactly_n(qmail):
     limit = 137
     with rh.RedisServer() as redis:
         rh.use_store(qmail.control, redis.url)
         rl.table(qmail, f"alice@test.example rcpt={limit}/1d\n")
-        a, b = two_servers(qmail, args=ta.auth_args(), env={"FORCETLS": "0"}, concurrency=SESSIONS)
-        results = hundred_sessions_split_across([a, b], limit)
+        a, b = rh.two_servers(qmail, args=ta.auth_args(), env={"FORCETLS": "0"}, concurrency=SESSIONS)
+        results = rh.sessions_split_across([a, b], SESSIONS)
         assert sum(got for got, _ in results) == limit
         # both hosts took part
         assert sum(got for i, (got, _) in enumerate(results) if i % 2 == 0) > 0
@@ -72,14 +42,14 @@ def test_hundred_sessions_of_one_user_across_two_hosts_get_exactly_n(qmail):
         assert "store fault" not in a.log() + b.log()
         assert redis.keys() == ["qt1:{u:alice@test.example}"]
         assert 0 < redis.cmd("PTTL", "qt1:{u:alice@test.example}") <= (86400 + 1440 + 61) * 1000
-        assert no_lmdb_store()
+        assert rh.no_lmdb_store()
 
 
 def test_auth_failures_of_one_address_count_across_hosts(qmail):
     with rh.RedisServer() as redis:
         rh.use_store(qmail.control, redis.url)
         rl.table(qmail, "default authfail=3/10m\n")
-        a, b = two_servers(qmail, args=ta.auth_args(), env={"FORCETLS": "0"})
+        a, b = rh.two_servers(qmail, args=ta.auth_args(), env={"FORCETLS": "0"})
         for srv in (a, b, a):
             s = ta.connect(srv)
             s.cmd("EHLO client.example")
@@ -92,7 +62,7 @@ def test_auth_failures_of_one_address_count_across_hosts(qmail):
         s.close()
         assert "throttle: auth limit address 127.0.0.1 ip 127.0.0.1 authfail 3/3 per 10m: 454\n" in b.log()
         assert rl.used("127.0.0.1", "authfail") == 3
-        assert no_lmdb_store()
+        assert rh.no_lmdb_store()
 
 
 def test_a_client_that_sends_fast_through_one_host_is_held_by_the_other(qmail):
@@ -101,7 +71,7 @@ def test_a_client_that_sends_fast_through_one_host_is_held_by_the_other(qmail):
     with rh.RedisServer() as redis:
         rh.use_store(qmail.control, redis.url)
         rl.table(qmail, '127.0.0.0/8 st=1000 stmax=2000 tg=1 tgtext="slow down"\n')
-        a, b = two_servers(qmail)
+        a, b = rh.two_servers(qmail)
         for srv, held in ((a, False), (b, True)):
             s = rl.session(srv)
             assert s.cmd("MAIL FROM:<a@client.example>").startswith(b"250 ")
@@ -118,7 +88,7 @@ def test_a_client_that_sends_fast_through_one_host_is_held_by_the_other(qmail):
                 assert took < 1.0, took
         assert "throttle: teergrube ip 127.0.0.1 " in b.log()
         assert any(k.startswith("qt1:r:{tg:") for k in redis.keys())
-        assert no_lmdb_store()
+        assert rh.no_lmdb_store()
 
 
 def relay_three(srv):
@@ -248,7 +218,7 @@ def test_throttlectl_looks_after_the_redis_store(qmail):
         assert rl.throttlectl("expire").stdout == "0 idle entries removed\n"  # nothing idle yet
         bad = rl.throttlectl("repair", check=False)
         assert bad.returncode == 100 and "repair is for the LMDB store" in bad.stderr
-        assert no_lmdb_store()
+        assert rh.no_lmdb_store()
         redis.stop()
         down = rl.throttlectl("show", "127.0.0.1", check=False)
         assert down.returncode == 111

@@ -40,6 +40,24 @@ std::uint16_t free_port() {
   return port;
 }
 
+// The same, below 55536 and with port + 10000 free too: a cluster node's
+// bus port.
+std::uint16_t free_cluster_port() {
+  for (int i = 0; i < 1000; ++i) {
+    const std::uint16_t port = free_port();
+    if (port == 0 || port > 55535) continue;
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port + 10000));
+    const bool bus_free = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    close(fd);
+    if (bus_free) return port;
+  }
+  return 0;
+}
+
 std::string temp_dir() {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl = std::string(base && *base ? base : "/tmp") + "/qt-redis-XXXXXX";
@@ -82,6 +100,7 @@ const bool registered = [] {
 
 Server::Server(std::vector<std::string> extra) : extra_(std::move(extra)) {
   (void)registered;
+  for (const std::string& a : extra_) cluster_node_ = cluster_node_ || a == "--cluster-enabled";
   dir_ = temp_dir();
   all_servers().push_back(this);
 }
@@ -101,7 +120,7 @@ Server::~Server() {
 bool Server::start() {
   if (pid_ > 0) return true;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    if (port_ == 0 || attempt > 0) port_ = free_port();
+    if (port_ == 0 || attempt > 0) port_ = cluster_node_ ? free_cluster_port() : free_port();
     std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
                                      "--save", "", "--appendonly", "no", "--dir", dir_, "--logfile",
                                      dir_ + "/redis.log", "--protected-mode", "no"};

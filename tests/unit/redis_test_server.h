@@ -45,6 +45,7 @@ class Server {
   std::uint16_t port_ = 0;
   int pid_ = -1;
   std::string dir_;
+  bool cluster_node_ = false;  // needs port + 10000 for the cluster bus
 };
 
 // Three primaries made into a cluster with redis-cli --cluster create.

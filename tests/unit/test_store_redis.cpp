@@ -351,3 +351,23 @@ TEST(StoreRedisCluster, AMovedSlotIsFollowed) {
   EXPECT_EQ(used(s, fresh, "rcpt"), 1u);
   EXPECT_EQ(to->command({"EXISTS", key}).integer, 1);
 }
+
+TEST(StoreRedisCluster, ARecipientCostsAtMostTwoRoundTrips) {
+  redis_test::Cluster& c = redis_test::cluster();
+  ASSERT_TRUE(c.ok());
+  c.flushall();
+  RedisStore s(redis_test::options(c.url()));
+  ASSERT_TRUE(s.charge(user_and_ip, 1, store::store_clock, nullptr).accepted);  // connects, reads the map
+  const unsigned long before = s.router()->round_trips();
+  store::Receipt r;
+  ASSERT_TRUE(s.charge(user_and_ip, 1, store::store_clock, &r).accepted);  // two slots: reserve, commit
+  EXPECT_EQ(s.router()->round_trips() - before, 2u);
+  const Limit tight[] = {{{"u:alice@example.com", "rcpt", DAY}, 100}, {{"a:192.0.2.7", "rcpt", 60}, 2}};
+  ASSERT_FALSE(s.charge(tight, 1, store::store_clock, nullptr).accepted);  // reserve, give back
+  EXPECT_EQ(s.router()->round_trips() - before, 4u);
+  const Limit one_identity[] = {{{"u:alice@example.com", "rcpt", DAY}, 100}, {{"u:alice@example.com", "msg", DAY}, 9}};
+  ASSERT_TRUE(s.charge(one_identity, 1, store::store_clock, nullptr).accepted);  // one slot: one call
+  EXPECT_EQ(s.router()->round_trips() - before, 5u);
+  ASSERT_TRUE(s.refund(r, store::store_clock).ok());  // both slots at once
+  EXPECT_EQ(s.router()->round_trips() - before, 6u);
+}

@@ -7,6 +7,8 @@
 
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 namespace redis {
@@ -100,6 +102,19 @@ store::Result Connection::open(const store_url::HostPort& where, const Timeouts&
     setup_names_.push_back(cmd.empty() ? std::string() : cmd[0]);
   }
   return {};
+}
+
+bool Connection::closed_by_peer() noexcept {
+  if (ctx_ == nullptr) return false;
+  struct pollfd p = {ctx_->fd, POLLIN | POLLRDHUP, 0};
+  if (poll(&p, 1, 0) != 1) return false;
+  bool gone = (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  if (!gone && (p.revents & POLLIN)) {
+    char c;
+    gone = recv(ctx_->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  }
+  if (gone) close();
+  return gone;
 }
 
 store::Result Connection::append(Args args) {

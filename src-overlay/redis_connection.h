@@ -70,6 +70,10 @@ class Connection {
                      const std::vector<std::vector<std::string>>& setup);
   void close() noexcept;
   bool is_open() const noexcept { return ctx_ != nullptr; }
+  // Whether the server has closed this connection already (a restart, a
+  // failover, an idle timeout), seen without blocking: nothing sent on it
+  // now could arrive. Closes it then.
+  bool closed_by_peer() noexcept;
   const store_url::HostPort& where() const noexcept { return where_; }
 
   // Queues a command; nothing is sent until flush() or receive().

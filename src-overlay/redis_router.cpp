@@ -214,6 +214,7 @@ store::Result Router::run(std::span<Call* const> calls) {
     bool lost_primary = false, lost_node = false;
     // Queue everything, then send everything, then read: one round trip.
     for (Group& g : groups) {
+      (void)g.node->conn.closed_by_peer();  // then it is connected again, with nothing lost
       if (!g.node->conn.is_open()) g.failed = connect(*g.node);
       if (!g.failed.ok()) {
         lost_primary = lost_primary || sentinel;

@@ -23,6 +23,8 @@
 
 namespace redis_test {
 
+using redis::Reply;
+
 namespace {
 
 // A loopback port nothing listens on now (the kernel's choice).
@@ -98,7 +100,8 @@ const bool registered = [] {
 
 }  // namespace
 
-Server::Server(std::vector<std::string> extra) : extra_(std::move(extra)) {
+Server::Server(std::vector<std::string> extra, std::string config)
+    : extra_(std::move(extra)), config_(std::move(config)) {
   (void)registered;
   for (const std::string& a : extra_) cluster_node_ = cluster_node_ || a == "--cluster-enabled";
   dir_ = temp_dir();
@@ -121,9 +124,12 @@ bool Server::start() {
   if (pid_ > 0) return true;
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (port_ == 0 || attempt > 0) port_ = cluster_node_ ? free_cluster_port() : free_port();
-    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+    std::vector<std::string> args = {"redis-server"};
+    if (!config_.empty()) args.push_back(dir_ + "/" + config_);
+    std::vector<std::string> common = {"--port", std::to_string(port_), "--bind", "127.0.0.1",
                                      "--save", "", "--appendonly", "no", "--dir", dir_, "--logfile",
                                      dir_ + "/redis.log", "--protected-mode", "no"};
+    args.insert(args.end(), common.begin(), common.end());
     args.insert(args.end(), extra_.begin(), extra_.end());
     const pid_t parent = getpid();
     const pid_t pid = fork();
@@ -236,6 +242,58 @@ std::string Cluster::url() const {
 
 void Cluster::flushall() {
   for (Server* s : nodes_) s->command({"FLUSHALL"});
+}
+
+SentinelGroup::SentinelGroup() {
+  primary_ = std::make_unique<Server>();
+  if (!primary_->start()) return;
+  replica_ = std::make_unique<Server>(
+      std::vector<std::string>{"--replicaof", "127.0.0.1", std::to_string(primary_->port())});
+  if (!replica_->start()) return;
+  sentinel_ = std::make_unique<Server>(std::vector<std::string>{"--sentinel"}, "sentinel.conf");
+  std::FILE* f = std::fopen((sentinel_->dir() + "/sentinel.conf").c_str(), "w");
+  if (f == nullptr) return;
+  std::fprintf(f,
+               "sentinel monitor qt 127.0.0.1 %u 1\nsentinel down-after-milliseconds qt 1000\n"
+               "sentinel failover-timeout qt 5000\n",
+               static_cast<unsigned>(primary_->port()));
+  std::fclose(f);
+  if (!sentinel_->start()) return;
+  ok_ = wait_until(
+      [&] {
+        Reply r = replica_->command({"INFO", "replication"});
+        Reply m = sentinel_->command({"SENTINEL", "replicas", "qt"});
+        return r.str.find("master_link_status:up") != std::string::npos && m.type == Reply::Type::array &&
+               !m.elements.empty();
+      },
+      20000);
+  if (!ok_) ADD_FAILURE() << "the Sentinel group did not come up";
+}
+
+std::string SentinelGroup::url() const {
+  return "redis-sentinel://127.0.0.1:" + std::to_string(sentinel_->port()) + "/qt";
+}
+
+bool SentinelGroup::failover() {
+  Reply r = sentinel_->command({"SENTINEL", "FAILOVER", "qt"});
+  if (r.is_error()) {
+    ADD_FAILURE() << "SENTINEL FAILOVER: " << r.str;
+    return false;
+  }
+  auto role_is = [](Server& s, const char* role) {
+    Reply r = s.command({"ROLE"});
+    return r.type == Reply::Type::array && !r.elements.empty() && r.elements[0].str == role;
+  };
+  auto named = [&] {
+    Reply r = sentinel_->command({"SENTINEL", "get-master-addr-by-name", "qt"});
+    return r.type == Reply::Type::array && r.elements.size() == 2 &&
+           r.elements[1].str == std::to_string(replica_->port());
+  };
+  if (!wait_until([&] { return role_is(*replica_, "master") && named(); }, 30000)) return false;
+  // Sentinel turns the old primary into a replica at its next look at it
+  // (INFO every 10 s): do it now, as it will.
+  primary_->command({"REPLICAOF", "127.0.0.1", std::to_string(replica_->port())});
+  return wait_until([&] { return role_is(*primary_, "slave"); }, 30000);
 }
 
 Server& standalone() {

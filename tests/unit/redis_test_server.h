@@ -10,6 +10,7 @@
 #define QT_TEST_REDIS_TEST_SERVER_H
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,9 @@ namespace redis_test {
 
 class Server {
  public:
-  // extra: more redis-server arguments ("--requirepass", "x", ...).
-  explicit Server(std::vector<std::string> extra = {});
+  // extra: more redis-server arguments ("--requirepass", "x", ...);
+  // config: a file in dir() to start from (a Sentinel's: with "--sentinel").
+  explicit Server(std::vector<std::string> extra = {}, std::string config = "");
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -42,6 +44,7 @@ class Server {
 
  private:
   std::vector<std::string> extra_;
+  std::string config_;
   std::uint16_t port_ = 0;
   int pid_ = -1;
   std::string dir_;
@@ -63,6 +66,24 @@ class Cluster {
 
  private:
   std::vector<Server*> nodes_;
+  bool ok_ = false;
+};
+
+// A primary, its replica and a Sentinel (quorum 1) watching them as "qt".
+class SentinelGroup {
+ public:
+  SentinelGroup();
+  bool ok() const { return ok_; }
+  std::string url() const;  // redis-sentinel://127.0.0.1:PORT/qt
+  Server& primary() { return *primary_; }
+  Server& replica() { return *replica_; }
+  Server& sentinel() { return *sentinel_; }
+  // SENTINEL FAILOVER; waits until the replica is the primary and the old
+  // primary replicates from it.
+  bool failover();
+
+ private:
+  std::unique_ptr<Server> primary_, replica_, sentinel_;
   bool ok_ = false;
 };
 

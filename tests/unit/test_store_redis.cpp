@@ -29,6 +29,16 @@ namespace {
 
 constexpr std::uint32_t DAY = 86400;
 
+template <class F>
+bool qt_wait(F ok, int ms = 20000) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < end) {
+    if (ok()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return ok();
+}
+
 long ms_since(std::chrono::steady_clock::time_point t0) {
   return static_cast<long>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
@@ -370,4 +380,38 @@ TEST(StoreRedisCluster, ARecipientCostsAtMostTwoRoundTrips) {
   EXPECT_EQ(s.router()->round_trips() - before, 5u);
   ASSERT_TRUE(s.refund(r, store::store_clock).ok());  // both slots at once
   EXPECT_EQ(s.router()->round_trips() - before, 6u);
+}
+
+// ---- Sentinel ---------------------------------------------------------------
+
+TEST(StoreRedisSentinel, TheStoreFollowsTheFailoverOnAKeptConnection) {
+  redis_test::SentinelGroup g;
+  ASSERT_TRUE(g.ok());
+  RedisStore s(redis_test::options(g.url()));
+  ASSERT_TRUE(s.charge(user_and_ip, 1, store::store_clock, nullptr).accepted);
+  EXPECT_EQ(s.describe(), g.url() + "/0 (primary 127.0.0.1:" + std::to_string(g.primary().port()) + ")");
+  EXPECT_EQ(s.router()->discoveries(), 1u);
+  // Wait until the charge reached the replica, then fail over: the old
+  // primary becomes a replica and answers READONLY on the kept connection;
+  // the store asks Sentinel again and goes on with the new primary.
+  ASSERT_TRUE(qt_wait([&] { return g.replica().command({"EXISTS", "qt1:{a:192.0.2.7}"}).integer == 1; }));
+  ASSERT_TRUE(g.failover());
+  ChargeResult r = s.charge(user_and_ip, 1, store::store_clock, nullptr);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_TRUE(r.accepted);
+  EXPECT_EQ(s.router()->discoveries(), 2u);
+  EXPECT_EQ(s.describe(), g.url() + "/0 (primary 127.0.0.1:" + std::to_string(g.replica().port()) + ")");
+  EXPECT_EQ(used(s, "a:192.0.2.7", "rcpt"), 2u);
+  // A new store (the next session) asks Sentinel and finds the new one.
+  RedisStore next(redis_test::options(g.url()));
+  EXPECT_EQ(used(next, "u:alice@example.com", "rcpt"), 2u);
+}
+
+TEST(StoreRedisSentinel, NoSentinelAnsweringIsUnavailable) {
+  RedisStore s(redis_test::options("redis-sentinel://127.0.0.1:1,127.0.0.1:2/qt?connect_timeout=200"));
+  const auto t0 = std::chrono::steady_clock::now();
+  ChargeResult r = s.charge(user_and_ip, 1, store::store_clock, nullptr);
+  EXPECT_EQ(r.status, Status::unavailable);
+  EXPECT_NE(r.reason.find("no Sentinel named the primary of qt"), std::string::npos) << r.reason;
+  EXPECT_LT(ms_since(t0), 1000);
 }

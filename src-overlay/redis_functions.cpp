@@ -41,33 +41,32 @@ local function bucket_of(now, width)
   return b
 end
 
-local function zeros()
-  local s = {}
-  for i = 0, SLOTS - 1 do s[i] = 0 end
-  return s
-end
+-- A counter: newest (bucket number of slot 0), limit, and slot[0..len-1]
+-- (slot i: events charged in bucket newest - i); slots from len on are 0,
+-- so a counter with few recent buckets costs little.
 
 -- "NEWEST LIMIT S0 ... SK" -> counter, nil when it is not of this format
 local function decode(raw)
-  local c = {newest = 0, limit = 0, slot = zeros()}
+  if not string.find(raw, '^%d+ %d+[0-9 ]*$') then return nil end
+  local c = {newest = 0, limit = 0, slot = {}, len = 0}
   local i = -2
-  for word in string.gmatch(raw, '[^ ]+') do
-    if i >= SLOTS or not string.find(word, '^%d+$') or #word > 16 then return nil end
+  for word in string.gmatch(raw, '%d+') do
+    if i >= SLOTS or #word > 16 then return nil end
     local v = tonumber(word)
     if i == -2 then c.newest = v elseif i == -1 then c.limit = v else c.slot[i] = v end
     i = i + 1
   end
-  if i < 0 then return nil end
+  c.len = i
   return c
 end
 
+local function fresh() return {newest = 0, limit = 0, slot = {}, len = 0} end
+
 local function encode(c)
-  local last = -1
-  for i = SLOTS - 1, 0, -1 do
-    if c.slot[i] ~= 0 then last = i break end
-  end
-  local out = {fmt(c.newest), fmt(c.limit)}
-  for i = 0, last do out[#out + 1] = fmt(c.slot[i]) end
+  local last = c.len - 1
+  while last >= 0 and c.slot[last] == 0 do last = last - 1 end
+  local out = {fmt(c.newest), c.limit}
+  for i = 0, last do out[i + 3] = c.slot[i] end
   return table.concat(out, ' ')
 end
 
@@ -76,10 +75,12 @@ local function align(c, width, now)
   if b >= c.newest then
     local gap = b - c.newest
     if gap >= SLOTS then
-      c.slot = zeros()
+      c.slot, c.len = {}, 0
     elseif gap > 0 then
-      for i = SLOTS - 1, gap, -1 do c.slot[i] = c.slot[i - gap] end
-      for i = 0, gap - 1 do c.slot[i] = 0 end
+      local len = math.min(c.len + gap, SLOTS)
+      for i = len - 1, gap, -1 do c.slot[i] = c.slot[i - gap] end
+      for i = 0, math.min(gap, len) - 1 do c.slot[i] = 0 end
+      c.len = len
     end
     c.newest = b
   elseif c.newest - b >= SLOTS then
@@ -90,7 +91,7 @@ end
 
 local function used(c)
   local sum = 0
-  for i = 0, SLOTS - 1 do sum = sum + c.slot[i] end
+  for i = 0, c.len - 1 do sum = sum + c.slot[i] end
   return sum
 end
 
@@ -104,7 +105,7 @@ local function room(c, width, now, limit, amount)
   if u + amount <= limit then return true, u, 0 end
   if amount > limit then return false, u, NEVER end
   local left = u
-  for i = SLOTS - 1, 0, -1 do
+  for i = c.len - 1, 0, -1 do
     left = left - c.slot[i]
     if left + amount <= limit then
       local e = slot_end(c, width, i)
@@ -117,6 +118,11 @@ local function room(c, width, now, limit, amount)
   return false, u, NEVER
 end
 
+local function add(c, amount)
+  if c.len == 0 then c.slot[0], c.len = 0, 1 end
+  c.slot[0] = math.min(c.slot[0] + amount, MAX_COUNT)
+end
+
 local function later(a, b)
   if a == NEVER then return b ~= NEVER end
   if b == NEVER then return false end
@@ -126,14 +132,14 @@ end
 local function give_back(c, bucket, amount)
   if bucket > c.newest then return 0 end
   local age = c.newest - bucket
-  if age >= SLOTS then return 0 end
+  if age >= c.len then return 0 end
   local back = math.min(amount, c.slot[age])
   c.slot[age] = c.slot[age] - back
   return back
 end
 
 local function next_release(c, width, now)
-  for i = SLOTS - 1, 0, -1 do
+  for i = c.len - 1, 0, -1 do
     if c.slot[i] ~= 0 then
       local e = slot_end(c, width, i)
       if e > now then return e - now end
@@ -228,13 +234,16 @@ local function settle_due(key, now)
   set_pending(key, left, earliest)
 end
 
--- now amount token hold n {key_index field seconds limit}*n
+-- now amount token hold n {key_index field seconds limit}*n. hold 0: not a
+-- cluster, so no reservation can exist here and none is looked for.
 local function charge(keys, args)
   local now = clock(args[1])
   local amount = tonumber(args[2])
   local token, hold = args[3], tonumber(args[4])
   local n = tonumber(args[5])
-  for _, key in ipairs(keys) do settle_due(key, now) end
+  if hold > 0 then
+    for _, key in ipairs(keys) do settle_due(key, now) end
+  end
   local counters, work, refused = {}, {}, nil
   for i = 1, n do
     local b = 6 + (i - 1) * 4
@@ -242,28 +251,32 @@ local function charge(keys, args)
                limit = tonumber(args[b + 3])}
     counters[i] = k
     local raw = redis.call('HGET', k.key, k.field)
-    local c = {newest = 0, limit = 0, slot = zeros()}
+    local c = fresh()
     if raw then
       c = decode(raw)
       if c == nil then return corrupt(k.key, k.field) end
     end
+    local before = c.newest
     local width = width_of(k.seconds)
     local bucket = align(c, width, now)
     local fits, u, retry = room(c, width, now, k.limit, amount)
     if not fits and (refused == nil or later(retry, refused[4])) then refused = {i - 1, u, k.limit, retry} end
-    work[i] = {c = c, width = width, bucket = bucket, before = raw or ''}
+    -- the key's expiry must rise when the counter is new or a newer bucket began
+    work[i] = {c = c, width = width, bucket = bucket, before = raw or '', later = not raw or bucket > before}
   end
   if refused then return {0, now, refused[1], refused[2], refused[3], refused[4]} end
   local life = {}
   local out = {1, now}
   for i, k in ipairs(counters) do
     local w = work[i]
-    w.c.slot[0] = math.min(w.c.slot[0] + amount, MAX_COUNT)
+    add(w.c, amount)
     w.c.limit = k.limit
     w.after = encode(w.c)
     redis.call('HSET', k.key, k.field, w.after)
-    local l = slot_end(w.c, w.width, 0) - now + MARGIN
-    if life[k.key] == nil or l > life[k.key] then life[k.key] = l end
+    if w.later then
+      local l = slot_end(w.c, w.width, 0) - now + MARGIN
+      if life[k.key] == nil or l > life[k.key] then life[k.key] = l end
+    end
     out[#out + 1] = w.bucket
   end
   if token ~= '' then
@@ -280,10 +293,10 @@ local function charge(keys, args)
     end
     for key, s in pairs(spec) do
       redis.call('HSET', key, '~' .. token, table.concat(s, ';') .. ';')
-      local n, first = pending(key)
+      local count, first = pending(key)
       if first == nil or first > deadline then first = deadline end
-      set_pending(key, n + 1, first)
-      if life[key] < hold + MARGIN then life[key] = hold + MARGIN end
+      set_pending(key, count + 1, first)
+      if life[key] == nil or life[key] < hold + MARGIN then life[key] = hold + MARGIN end
     end
   end
   for key, l in pairs(life) do keep(key, l) end

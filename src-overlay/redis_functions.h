@@ -12,7 +12,8 @@
 //               -> {1, now, bucket*n} or {0, now, index, used, limit, retry_ms}
 //               (retry_ms -1: never). token "": a charge; else a reservation
 //               kept as "~token" until settled or hold_ms passed (then given
-//               back by the next function that touches the key).
+//               back by the next function that touches the key). hold_ms 0:
+//               not a cluster (no reservations exist; none is looked for).
 //   qt1_settle  KEYS key; ARGV token commit(1|0) -> 1, or 0 when it is gone
 //   qt1_refund  KEYS identity keys; ARGV n {key_index field bucket amount}*n
 //   qt1_usage   KEYS key; ARGV now -> {now, {field used limit next_ms}...} (no writes)

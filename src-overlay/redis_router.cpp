@@ -121,7 +121,8 @@ store::Result Router::load_slot_map() {
 
 store::Result Router::load_library(Node& n) {
   Reply reply;
-  store::Result r = n.conn.append({"FUNCTION", "LOAD", "REPLACE", options_.library});
+  if (options_.library == nullptr) return unavailable("no function library to load into " + n.where.text());
+  store::Result r = n.conn.append({"FUNCTION", "LOAD", "REPLACE", options_.library()});
   if (r.ok()) r = n.conn.receive(reply);
   if (!r.ok()) return r;
   if (reply.is_error())

@@ -50,7 +50,7 @@ struct Call {
 struct RouterOptions {
   store_url::Spec spec;
   std::string password;             // "" when none (never logged)
-  std::string_view library;         // FUNCTION LOAD source
+  std::string_view (*library)() = nullptr;  // FUNCTION LOAD source, made only when a node lacks it
 };
 
 class Router {

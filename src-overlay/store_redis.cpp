@@ -179,7 +179,7 @@ Result RedisStore::ready() {
   if (!options_.password_file.empty()) {
     if (Result r = redis_credentials::read_password(options_.password_file, password); !r.ok()) return failure_ = r;
   }
-  router_ = std::make_unique<redis::Router>(redis::RouterOptions{options_.spec, std::move(password), fn::source()});
+  router_ = std::make_unique<redis::Router>(redis::RouterOptions{options_.spec, std::move(password), fn::source});
   return {};
 }
 
@@ -226,8 +226,9 @@ ChargeResult RedisStore::charge_groups(std::span<const Limit> counters, std::uin
                                        std::span<Group> groups, Receipt* receipt) {
   ChargeResult out;
   // Several slots: reservations, settled below. One: a plain, atomic charge.
+  // hold 0 outside a cluster tells the function that no reservation exists.
   const std::string token = groups.size() > 1 ? new_token() : std::string();
-  const std::string hold = groups.size() > 1 ? std::to_string(hold_ms()) : "0";
+  const std::string hold = cluster_ ? std::to_string(hold_ms()) : "0";
   std::vector<Call*> calls;
   for (Group& g : groups) {
     std::vector<std::string>& a = g.call.args;

@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-import qmail_harness as qh
 import redis_harness as rh
 import relaylimits as rl
 import tlsauth as ta

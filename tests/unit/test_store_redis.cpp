@@ -214,16 +214,36 @@ TEST(StoreRedis, PasswordsComeFromAFileOthersCannotRead) {
     EXPECT_NE(r.reason.find("AUTH refused"), std::string::npos) << r.reason;
     EXPECT_EQ(r.reason.find("wrong-password"), std::string::npos) << r.reason;
   }
-  // An ACL user named in the URL.
-  Reply acl = server.command({"ACL", "SETUSER", "qmail", "on", ">user-pw", "~qt1:*", "+@all"}, "pw-for-test");
+  // An ACL user named in the URL, with only what qmail-throttle-redis(8)
+  // grants it (the commands inside the functions are checked too).
+  Reply acl = server.command({"ACL", "SETUSER", "qmail", "reset", "on", ">user-pw", "~qt1:*", "resetchannels",
+                              "+fcall", "+function|load", "+hget", "+hset", "+hdel", "+hgetall", "+hkeys",
+                              "+pttl", "+pexpire", "+time", "+type", "+get", "+set", "+del", "+watch", "+unwatch",
+                              "+multi", "+exec", "+scan", "+info", "+cluster|slots", "+asking", "+select", "+ping"},
+                             "pw-for-test");
   ASSERT_EQ(acl.type, Reply::Type::status) << acl.str;
   write_file("user-pw\n", 0400);
   o.spec.user = "qmail";
   {
+    server.command({"FUNCTION", "FLUSH"}, "pw-for-test");  // the user loads the library itself
     RedisStore s(o);
     ChargeResult r = s.charge(user_and_ip, 1, store::store_clock, nullptr);
     ASSERT_TRUE(r.ok()) << r.reason;
     EXPECT_EQ(s.describe(), "redis://qmail@127.0.0.1:" + std::to_string(server.port()) + "/0");
+    store::Receipt receipt;
+    ASSERT_TRUE(s.charge(user_and_ip, 1, store::store_clock, &receipt).accepted);
+    ASSERT_TRUE(s.refund(receipt, store::store_clock).ok());
+    std::vector<store::CounterUsage> top;
+    ASSERT_TRUE(s.top(5, "", store::store_clock, top).ok());
+    EXPECT_FALSE(top.empty());
+    ASSERT_TRUE(s.update_record("tg:x", store::store_clock, [](auto, std::uint64_t now) {
+                   return store::RecordEdit::put("v", now + 1000);
+                 }).ok());
+    std::size_t n = 0;
+    ASSERT_TRUE(s.expire(store::store_clock, 100, &n).ok());
+    store::Stats st;
+    ASSERT_TRUE(s.stats(st).ok());
+    ASSERT_TRUE(s.reset("u:alice@example.com", store::store_clock, &n).ok());
   }
 }
 

@@ -123,6 +123,7 @@ struct RedisStore::Group {
   Call call;
   enum class Outcome : std::uint8_t { pending, accepted, refused, failed } outcome = Outcome::pending;
   std::vector<std::uint64_t> buckets;  // accepted: per counter
+  std::vector<char> settled;           // accepted, after settle(): per key, whether it settled
   Refusal refusal;                     // refused: index into the request
   Result fault;                        // failed
 };
@@ -282,20 +283,23 @@ ChargeResult RedisStore::charge_groups(std::span<const Limit> counters, std::uin
 
   if (groups.size() > 1) {
     // Settle the reservations: commit all, or give back those granted.
-    std::size_t settled = 0;
-    Result s = settle(groups, all_accepted, token, &settled);
-    if (all_accepted && (!s.ok() || settled != groups.size())) {
-      // A reservation was gone by the time it was committed (held past
-      // hold_ms, or reset) or its commit was lost: this charge does not
-      // stand. Give back what was committed; the rest is gone or expires.
+    if (options_.before_settle != nullptr) options_.before_settle();
+    Result s = settle(groups, all_accepted, token);
+    if (all_accepted) {
+      // A reservation gone by the time it was committed (held past hold_ms
+      // and given back, or reset), or a commit lost: this charge does not
+      // stand. Give back what was committed; a reservation that is gone was
+      // given back already, one whose commit was lost expires.
       Receipt committed;
       for (Group& g : groups)
         for (std::size_t j = 0; j < g.counters.size(); ++j)
-          committed.add(counters[g.counters[j]].key, g.buckets[j], amount);
-      (void)refund(committed, now_ms);
-      if (!s.ok()) return ChargeResult::failure(s.status, "commit: " + s.reason);
-      return ChargeResult::failure(Status::unavailable, "a reservation was gone before it was committed (held longer than " +
-                                                            std::to_string(hold_ms()) + " ms)");
+          if (g.settled[g.key_index[j]]) committed.add(counters[g.counters[j]].key, g.buckets[j], amount);
+      if (committed.entries().size() != counters.size()) {
+        (void)refund(committed, now_ms);
+        if (!s.ok()) return ChargeResult::failure(s.status, "commit: " + s.reason);
+        return ChargeResult::failure(Status::unavailable, "a reservation was gone before it was committed "
+                                                          "(held longer than " + std::to_string(hold_ms()) + " ms)");
+      }
     }
   }
 
@@ -322,9 +326,9 @@ ChargeResult RedisStore::charge_groups(std::span<const Limit> counters, std::uin
   return out;
 }
 
-Result RedisStore::settle(std::span<Group> groups, bool commit, std::string_view token, std::size_t* settled) {
+Result RedisStore::settle(std::span<Group> groups, bool commit, std::string_view token) {
   std::vector<Call> calls;
-  calls.reserve(groups.size());
+  calls.reserve(groups.size() * 2);
   for (Group& g : groups) {
     if (g.outcome != Group::Outcome::accepted) continue;
     // One call per key: a reservation is kept in each key it charged.
@@ -336,18 +340,17 @@ Result RedisStore::settle(std::span<Group> groups, bool commit, std::string_view
   }
   std::vector<Call*> ptrs;
   for (Call& c : calls) ptrs.push_back(&c);
-  Result r = ptrs.empty() ? Result{} : run(ptrs);
-  if (settled != nullptr) {
-    // Groups whose every key settled.
-    *settled = 0;
-    std::size_t at = 0;
-    for (Group& g : groups) {
-      if (g.outcome != Group::Outcome::accepted) continue;
-      bool all = true;
-      for (std::size_t k = 0; k < g.keys.size(); ++k, ++at)
-        all = all && calls[at].done && calls[at].reply.type == Reply::Type::integer && calls[at].reply.integer == 1;
-      *settled += all;
-    }
+  // Straight to the router, past a remembered fault: these nodes have just
+  // answered, and a reservation given back now frees its budget at once
+  // rather than after hold_ms.
+  Result r = ptrs.empty() ? Result{} : router_->run(ptrs);
+  std::size_t at = 0;
+  for (Group& g : groups) {
+    if (g.outcome != Group::Outcome::accepted) continue;
+    g.settled.clear();
+    for (std::size_t k = 0; k < g.keys.size(); ++k, ++at)
+      g.settled.push_back(calls[at].done && calls[at].reply.type == Reply::Type::integer &&
+                          calls[at].reply.integer == 1);
   }
   return r;
 }

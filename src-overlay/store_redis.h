@@ -52,6 +52,7 @@ struct RedisOptions {
   store_url::Spec spec;                                          // redis://, redis-sentinel://, redis-cluster://
   std::string password_file = redis_credentials::default_path;  // read at the first connection; "": no AUTH
   std::uint32_t hold_ms = 0;  // cluster reservations; 0: max(5 s, 4 x (connect_timeout + timeout))
+  void (*before_settle)() = nullptr;  // tests: runs between reserving and settling
 };
 
 class RedisStore final : public Store {
@@ -97,7 +98,7 @@ class RedisStore final : public Store {
   Result guard() const;
   ChargeResult charge_groups(std::span<const Limit> counters, std::uint32_t amount, std::uint64_t now_ms,
                              std::span<Group> groups, Receipt* receipt);
-  Result settle(std::span<Group> groups, bool commit, std::string_view token, std::size_t* settled);
+  Result settle(std::span<Group> groups, bool commit, std::string_view token);
   Result scan(std::string_view match, FunctionRef<Result(const std::vector<std::string>& keys)> batch);
 
   RedisOptions options_;

@@ -435,3 +435,36 @@ TEST(StoreRedisSentinel, NoSentinelAnsweringIsUnavailable) {
   EXPECT_NE(r.reason.find("no Sentinel named the primary of qt"), std::string::npos) << r.reason;
   EXPECT_LT(ms_since(t0), 1000);
 }
+
+namespace {
+
+redis_test::Server* reservation_owner = nullptr;
+std::string reservation_key;
+
+// Between reserving and committing: the reservation on one key goes (held
+// past its hold time and given back, or an admin's reset).
+void drop_reservation() { reservation_owner->command({"DEL", reservation_key}); }
+
+}  // namespace
+
+TEST(StoreRedisCluster, AChargeWhoseReservationIsGoneBeforeItsCommitDoesNotStand) {
+  redis_test::Cluster& c = redis_test::cluster();
+  ASSERT_TRUE(c.ok());
+  c.flushall();
+  reservation_key = RedisStore::identity_key("u:alice@example.com");
+  reservation_owner = node_of_key(c, reservation_key);
+  ASSERT_NE(reservation_owner, nullptr);
+  store::RedisOptions o = redis_test::options(c.url());
+  o.before_settle = drop_reservation;
+  RedisStore s(o);
+  RedisStore plain(redis_test::options(c.url()));
+  ASSERT_TRUE(plain.charge(user_and_ip, 1, store::store_clock, nullptr).accepted);  // library everywhere
+  store::Receipt receipt;
+  ChargeResult r = s.charge(user_and_ip, 1, store::store_clock, &receipt);
+  EXPECT_EQ(r.status, Status::unavailable);
+  EXPECT_NE(r.reason.find("a reservation was gone before it was committed"), std::string::npos) << r.reason;
+  EXPECT_TRUE(receipt.empty());
+  // The address's charge, committed, was given back: only the first charge counts.
+  EXPECT_EQ(used(plain, "a:192.0.2.7", "rcpt"), 1u);
+  EXPECT_EQ(used(plain, "u:alice@example.com", "rcpt"), 0u);  // its key was dropped
+}

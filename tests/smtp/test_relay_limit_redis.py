@@ -105,9 +105,7 @@ def relay_three(srv):
 def test_redis_stopped_follows_the_policy_within_the_timeout(qmail, closed):
     if closed:
         qmail.control.write("throttlefail", "closed\n")
-    redis = rh.RedisServer()
-    redis.start()
-    try:
+    with rh.RedisServer() as redis:
         rh.use_store(qmail.control, redis.url + "?connect_timeout=200&timeout=200")
         rl.table(qmail, "default rcpt=1/1h\n")
         srv = qmail.smtpd(env=rl.RELAY)
@@ -122,8 +120,6 @@ def test_redis_stopped_follows_the_policy_within_the_timeout(qmail, closed):
         assert log.rstrip().endswith(": fail-closed" if closed else ": fail-open")
         # fail-open logs once per session, fail-closed every refusal
         assert log.count("store fault") == (3 if closed else 1)
-    finally:
-        redis.stop()
 
 
 @pytest.mark.parametrize("closed", [False, True], ids=["fail-open", "fail-closed"])

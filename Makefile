@@ -178,7 +178,7 @@ $(UNIT)/o/%.o: %.cpp $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)
 	g++ $(CXXFLAGS_UNIT) -c -o $@ $<
 
 $(UNIT)/unit-tests: $(UNIT_OBJS) $(OVERLAY_UNIT_C_OBJS)
-	g++ -o $@ $(UNIT_OBJS) $(OVERLAY_UNIT_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -ldl -lpthread
+	g++ -o $@ $(UNIT_OBJS) $(OVERLAY_UNIT_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -lhiredis -ldl -lpthread
 
 unit:
 	$(SUBMAKE) $(UNIT)/unit-tests
@@ -232,15 +232,18 @@ test: build unit fuzz-smoke smtp-test
 demo: test-install
 	$(QT_ENV) /usr/bin/python3 tools/demo
 
-# The store's micro-benchmark: overlay flags (conf-cxx) and LMDB linked
-# statically, as qmail-smtpd links them.
+# The store's micro-benchmark: overlay flags (conf-cxx), LMDB and hiredis
+# linked statically, as qmail-smtpd links them.
 BENCH_BIN := $(B)/bench/throttle-bench
-BENCH_STORE_SRCS := $(addprefix src-overlay/,window.cpp store.cpp process_lock.cpp store_lmdb.cpp)
+BENCH_STORE_SRCS := $(addprefix src-overlay/,window.cpp store.cpp process_lock.cpp store_lmdb.cpp store_url.cpp \
+	redis_connection.cpp redis_cluster_slots.cpp redis_functions.cpp redis_router.cpp redis_credentials.cpp \
+	store_redis.cpp)
 
 $(BENCH_BIN): bench/throttle-bench.cpp $(BENCH_STORE_SRCS) $(wildcard src-overlay/*.h)
 	@mkdir -p $(dir $@)
 	g++ -std=c++20 -O2 -fno-exceptions -fno-rtti -fno-threadsafe-statics -Wall -Wextra -Werror -Isrc-overlay \
-	-o $@ bench/throttle-bench.cpp $(BENCH_STORE_SRCS) `g++ -print-file-name=liblmdb.a` -lpthread
+	-o $@ bench/throttle-bench.cpp $(BENCH_STORE_SRCS) `g++ -print-file-name=liblmdb.a` \
+	`g++ -print-file-name=libhiredis.a` -lpthread
 
 bench: test-install bench-stock-install $(BENCH_BIN)
 	$(QT_ENV) /usr/bin/python3 bench/run $(BENCH)

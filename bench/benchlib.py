@@ -188,6 +188,26 @@ class PostfixPeer:
         return total
 
 
+def compile_table(ctx, text: str) -> None:
+    """control/spamt, compiled by the installed qmail-newspamt."""
+    ctx.control.write("spamt", text)
+    subprocess.run([str(qh.HOME / "bin/qmail-newspamt"), "-d", str(qh.HOME)], check=True)
+
+
+def relay_round(ctx, smtpd, sessions: int, messages: int, rcpts: int, to: str,
+                per_connection: bool = True) -> tuple[float, float]:
+    """smtp-source against `smtpd` as a relay client (RELAYCLIENT), queue
+    stand-in: (msg/s, CPU us per message of tcpserver, qmail-smtpd and all
+    they ran). No throttle log line may appear: the limits are far away."""
+    env = {"QMAILQUEUE": str(ctx.sink), "RELAYCLIENT": ""}
+    srv = ctx.server(smtpd, env=env, concurrency=sessions + 10)
+    wall = smtp_source(srv.port, sessions, messages, rcpts=rcpts, to=to, per_connection=per_connection)
+    cpu = srv.finish()
+    if "throttle" in srv.log():
+        raise RuntimeError(f"unexpected throttle log lines: {srv.log()[:300]}")
+    return messages / wall, cpu / messages * 1e6
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:

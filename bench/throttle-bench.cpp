@@ -5,10 +5,13 @@
 //       check-and-charge of 3 counters (user, domain, client address; 1-day
 //       windows, limits never reached), PROCS processes at once (default 1).
 //       Also times opening the store (the first decision of a connection).
-//   throttle-bench open DIR N
+//   throttle-bench redis URL N [PROCS]
+//       The same on the Redis store at URL (redis://, redis-cluster://, ...,
+//       as in control/throttlestore); also the round trips per decision.
+//   throttle-bench open DIR|URL N
 //       N fresh processes (fork/exec, as tcpserver starts qmail-smtpd) each
-//       open the existing store in DIR and make one decision: the cost a
-//       connection pays for its first decision.
+//       open the existing store in DIR (or connect to URL) and make one
+//       decision: the cost a connection pays for its first decision.
 //   throttle-bench floor DIR N
 //       The floor of any per-connection use of an embedded LMDB store: the
 //       whole-process CPU (user+system, from wait4, so exec, page faults and
@@ -49,7 +52,12 @@
 #include <lmdb.h>
 #include <sys/resource.h>
 
+#include <memory>
+#include <optional>
+
 #include "store_lmdb.h"
+#include "store_redis.h"
+#include "store_url.h"
 #include "window.h"
 
 namespace {
@@ -72,12 +80,38 @@ void print_stats(std::vector<double>& us) {
               pct(us, 99), pct(us, 100));
 }
 
-// One process's decisions; per-decision times (us) go to fd `out` as doubles.
-int lmdb_worker(const char* dir, long n, bool durable, int worker, int out) {
+bool is_url(const char* where) { return std::strncmp(where, "redis", 5) == 0; }
+
+// The store at `where`: an LMDB directory, or a Redis URL (no password).
+std::unique_ptr<store::Store> open_store(const char* where, bool durable, store::RedisStore** redis) {
+  *redis = nullptr;
+  if (is_url(where)) {
+    store::RedisOptions o;
+    std::string error;
+    std::optional<store_url::Spec> spec = store_url::parse(where, &error);
+    if (!spec) {
+      std::fprintf(stderr, "throttle-bench: %s: %s\n", where, error.c_str());
+      return nullptr;
+    }
+    o.spec = *spec;
+    o.password_file = "";
+    auto s = std::make_unique<store::RedisStore>(std::move(o));
+    *redis = s.get();
+    return s;
+  }
   store::LmdbOptions o;
-  o.directory = dir;
+  o.directory = where;
   o.durable = durable;
-  store::LmdbStore s(o);
+  return std::make_unique<store::LmdbStore>(o);
+}
+
+// One process's decisions; per-decision times (us) go to fd `out` as
+// doubles, after the first decision's (which opens the store) and the
+// round trips the decisions took (Redis; else 0).
+int worker(const char* where, long n, bool durable, int worker, int out) {
+  store::RedisStore* redis = nullptr;
+  std::unique_ptr<store::Store> s = open_store(where, durable, &redis);
+  if (!s) return 1;
   const std::string user = "u:user" + std::to_string(worker) + "@example.com";
   const store::Limit limits[] = {{{user, "rcpt", 86400}, 4'000'000'000u},
                                  {{"d:example.com", "rcpt", 86400}, 4'000'000'000u},
@@ -86,28 +120,33 @@ int lmdb_worker(const char* dir, long n, bool durable, int worker, int out) {
   us.reserve(static_cast<std::size_t>(n) + 1);
   // The first decision opens the store: timed on its own.
   std::uint64_t t = now_ns();
-  store::ChargeResult r = s.charge(limits, 1, window::clock_ms(), nullptr);
+  store::ChargeResult r = s->charge(limits, 1, store::store_clock, nullptr);
   const double open_us = static_cast<double>(now_ns() - t) / 1000.0;
   if (!r.ok() || !r.accepted) {
     std::fprintf(stderr, "throttle-bench: %s\n", r.reason.c_str());
     return 1;
   }
-  if (write(out, &open_us, sizeof open_us) != sizeof open_us) return 1;
+  const double trips_before = redis ? static_cast<double>(redis->router()->round_trips()) : 0;
   for (long i = 0; i < n; ++i) {
     t = now_ns();
-    r = s.charge(limits, 1, window::clock_ms(), nullptr);
+    r = s->charge(limits, 1, store::store_clock, nullptr);
     us.push_back(static_cast<double>(now_ns() - t) / 1000.0);
     if (!r.ok() || !r.accepted) {
       std::fprintf(stderr, "throttle-bench: %s\n", r.reason.c_str());
       return 1;
     }
   }
+  const double trips = redis ? static_cast<double>(redis->router()->round_trips()) - trips_before : 0;
   const std::size_t bytes = us.size() * sizeof(double);
-  return write(out, us.data(), bytes) == static_cast<ssize_t>(bytes) ? 0 : 1;
+  return write(out, &open_us, sizeof open_us) == sizeof open_us && write(out, &trips, sizeof trips) == sizeof trips &&
+                 write(out, us.data(), bytes) == static_cast<ssize_t>(bytes)
+             ? 0
+             : 1;
 }
 
-int bench_lmdb(const char* dir, long n, int procs, bool durable) {
+int bench_store(const char* where, long n, int procs, bool durable) {
   std::vector<double> open_us, us;
+  double trips = 0;
   std::vector<std::pair<pid_t, FILE*>> kids;
   const std::uint64_t t0 = now_ns();
   for (int p = 0; p < procs; ++p) {
@@ -116,7 +155,7 @@ int bench_lmdb(const char* dir, long n, int procs, bool durable) {
     if (fd == -1) return 1;
     unlink(tmpl);
     const pid_t pid = fork();
-    if (pid == 0) _exit(lmdb_worker(dir, n, durable, p, fd));
+    if (pid == 0) _exit(worker(where, n, durable, p, fd));
     kids.emplace_back(pid, fdopen(fd, "rb"));
   }
   bool ok = true;
@@ -127,34 +166,37 @@ int bench_lmdb(const char* dir, long n, int procs, bool durable) {
     rewind(f);
     double v;
     if (std::fread(&v, sizeof v, 1, f) == 1) open_us.push_back(v);
+    if (std::fread(&v, sizeof v, 1, f) == 1) trips += v;
     while (std::fread(&v, sizeof v, 1, f) == 1) us.push_back(v);
     std::fclose(f);
   }
   const double wall_s = static_cast<double>(now_ns() - t0) / 1e9;
   if (!ok) return 1;
-  std::printf("mode=lmdb procs=%d durable=%d", procs, durable ? 1 : 0);
+  std::printf("mode=%s procs=%d durable=%d", is_url(where) ? "redis" : "lmdb", procs, durable ? 1 : 0);
   print_stats(us);
-  std::printf(" open_us=%.1f decisions_per_s=%.0f\n", pct(open_us, 50), static_cast<double>(us.size()) / wall_s);
+  std::printf(" open_us=%.1f decisions_per_s=%.0f round_trips_per_decision=%.2f\n", pct(open_us, 50),
+              static_cast<double>(us.size()) / wall_s, us.empty() ? 0.0 : trips / static_cast<double>(us.size()));
   return 0;
 }
 
-// In a fresh process: open the store, one decision; prints both times.
-int open_once(const char* dir) {
+// In a fresh process: open the store, one decision; prints both times
+// (Redis: the open is nothing, the first decision connects).
+int open_once(const char* where) {
   // Measured as qmail-smtpd runs: as the owner of the state directory.
   struct stat st;
-  if (geteuid() == 0 && stat(dir, &st) == 0 && st.st_uid != 0) {
+  if (!is_url(where) && geteuid() == 0 && stat(where, &st) == 0 && st.st_uid != 0) {
     if (setgid(st.st_gid) != 0 || setuid(st.st_uid) != 0) return 1;
   }
-  store::LmdbOptions o;
-  o.directory = dir;
-  store::LmdbStore s(o);
+  store::RedisStore* redis = nullptr;
+  const std::uint64_t t0 = now_ns();
+  std::unique_ptr<store::Store> s = open_store(where, false, &redis);
+  store::Result r;
+  if (!is_url(where)) r = static_cast<store::LmdbStore*>(s.get())->open();
+  const std::uint64_t t1 = now_ns();
   const store::Limit limits[] = {{{"u:open@example.com", "rcpt", 86400}, 4'000'000'000u},
                                  {{"d:example.com", "rcpt", 86400}, 4'000'000'000u},
                                  {{"a:192.0.2.7", "rcpt", 86400}, 4'000'000'000u}};
-  const std::uint64_t t0 = now_ns();
-  store::Result r = s.open();
-  const std::uint64_t t1 = now_ns();
-  store::ChargeResult c = s.charge(limits, 1, window::clock_ms(), nullptr);
+  store::ChargeResult c = s->charge(limits, 1, store::store_clock, nullptr);
   const std::uint64_t t2 = now_ns();
   if (!r.ok() || !c.ok() || !c.accepted) {
     std::fprintf(stderr, "throttle-bench: %s%s\n", r.reason.c_str(), c.reason.c_str());
@@ -352,10 +394,11 @@ int bench_script(const char* path, long n, const char* dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 4 && std::strcmp(argv[1], "lmdb") == 0) {
+  if (argc >= 4 && (std::strcmp(argv[1], "lmdb") == 0 || std::strcmp(argv[1], "redis") == 0)) {
     const int procs = argc >= 5 ? std::atoi(argv[4]) : 1;
     const bool durable = argc >= 6 && std::strcmp(argv[5], "durable") == 0;
-    return bench_lmdb(argv[2], std::atol(argv[3]), procs < 1 ? 1 : procs, durable);
+    std::signal(SIGPIPE, SIG_IGN);
+    return bench_store(argv[2], std::atol(argv[3]), procs < 1 ? 1 : procs, durable);
   }
   if (argc >= 5 && std::strcmp(argv[1], "script") == 0) return bench_script(argv[2], std::atol(argv[3]), argv[4]);
   if (argc >= 4 && std::strcmp(argv[1], "open") == 0) return bench_open("/proc/self/exe", argv[2], std::atol(argv[3]));
@@ -366,7 +409,8 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "nothing") == 0) _exit(0);
   std::fprintf(stderr,
                "usage: throttle-bench lmdb DIR N [PROCS] [durable]\n"
-               "       throttle-bench open DIR N\n"
+               "       throttle-bench redis URL N [PROCS]\n"
+               "       throttle-bench open DIR|URL N\n"
                "       throttle-bench floor DIR N\n"
                "       throttle-bench script PATH N STATEDIR\n");
   return 2;

@@ -37,4 +37,6 @@ void hier_overlay()
   c(auto_qmail,"man/cat8","qmail-smtpd-relaylimits.0",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/man8","qmail-smtpd-teergrube.8",auto_uido,auto_gidq,0644);
   c(auto_qmail,"man/cat8","qmail-smtpd-teergrube.0",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/man8","qmail-throttle-redis.8",auto_uido,auto_gidq,0644);
+  c(auto_qmail,"man/cat8","qmail-throttle-redis.0",auto_uido,auto_gidq,0644);
 }

@@ -8,10 +8,11 @@
 //   qmail-throttlectl [-d DIR] repair
 //
 // It runs in QMAIL_HOME (or DIR) and opens the store exactly as qmail-smtpd
-// does (throttle/, control/throttlestoresize). Run as root, every store file
-// it creates or touches is given to the owner of throttle/, so qmail-smtpd
-// can always open it. Exit codes: 0 done, 100 usage or a bad identity, 111
-// a store fault. See doc/qmail-throttlectl.8.
+// does: the one control/throttlestore names - LMDB in throttle/
+// (control/throttlestoresize) or Redis. Run as root, every LMDB file it
+// creates or touches is given to the owner of throttle/, so qmail-smtpd can
+// always open it. repair is for LMDB only. Exit codes: 0 done, 100 usage or
+// a bad identity, 111 a store fault. See doc/qmail-throttlectl.8.
 
 #include <cerrno>
 #include <cstdio>
@@ -22,6 +23,8 @@
 #include <string_view>
 #include <vector>
 
+#include <csignal>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,7 +32,9 @@
 #include "relay_policy.h"
 #include "session_throttle.h"
 #include "spamt_syntax.h"
+#include "store_factory.h"
 #include "store_lmdb.h"
+#include "store_url.h"
 #include "teergrube_delay.h"
 
 extern "C" char auto_qmail[];  // auto_qmail.c
@@ -99,6 +104,13 @@ std::vector<std::string> keys_for(const spamt::Identity& id) {
   return keys;
 }
 
+// The store's clock now (Redis: the server's TIME).
+std::uint64_t store_time(store::Store& s) {
+  std::uint64_t at = 0;
+  check(s.clock(at), "clock");
+  return at;
+}
+
 void print_counter(const store::CounterUsage& u, bool with_identity) {
   if (with_identity) std::printf("%s ", relay_policy::describe_key(u.identity).c_str());
   std::printf("%s per %s: %llu used", u.metric.c_str(), period(u.window_seconds).c_str(),
@@ -127,7 +139,7 @@ std::vector<std::string> teergrube_keys(const throttle::Config& c, const spamt::
   return keys;
 }
 
-void show_teergrube(store::LmdbStore& s, const throttle::Config& c, const spamt::Identity& id, std::uint64_t now) {
+void show_teergrube(store::Store& s, const throttle::Config& c, const spamt::Identity& id, std::uint64_t now) {
   for (const std::string& key : teergrube_keys(c, id)) {
     std::optional<std::string> value;
     check(s.read_record(teergrube::record_key(key), now, value), "show");
@@ -143,8 +155,10 @@ void show_teergrube(store::LmdbStore& s, const throttle::Config& c, const spamt:
   }
 }
 
-int show(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
-  std::uint64_t now = window::clock_ms();
+int show(store::Store& s, const throttle::Config& c, char** words, int n) {
+  // One reading of the store's clock (Redis: the server's) for the whole
+  // report: teergrube state ages are computed from it.
+  std::uint64_t now = store_time(s);
   std::vector<store::CounterUsage> usage;
   for (int i = 0; i < n; ++i) {
     const spamt::Identity id = identity_of(words[i]);
@@ -166,15 +180,15 @@ int show(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
   return 0;
 }
 
-int top(store::LmdbStore& s, std::size_t count, std::string_view metric) {
+int top(store::Store& s, std::size_t count, std::string_view metric) {
   std::vector<store::CounterUsage> usage;
-  check(s.top(count, metric, window::clock_ms(), usage), "top");
+  check(s.top(count, metric, store::store_clock, usage), "top");
   for (const store::CounterUsage& u : usage) print_counter(u, true);
   return 0;
 }
 
-int reset(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
-  std::uint64_t now = window::clock_ms();
+int reset(store::Store& s, const throttle::Config& c, char** words, int n) {
+  const std::uint64_t now = store::store_clock;
   for (int i = 0; i < n; ++i) {
     const spamt::Identity id = identity_of(words[i]);
     for (const std::string& key : keys_for(id)) {
@@ -186,7 +200,7 @@ int reset(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
     for (const std::string& key : teergrube_keys(c, id)) {
       bool had = false;
       check(s.update_record(teergrube::record_key(key), now,
-                            [&](std::optional<std::string_view> current) {
+                            [&](std::optional<std::string_view> current, std::uint64_t) {
                               had = current.has_value();
                               return store::RecordEdit::erase();
                             }),
@@ -197,11 +211,11 @@ int reset(store::LmdbStore& s, const throttle::Config& c, char** words, int n) {
   return 0;
 }
 
-int expire(store::LmdbStore& s) {
+int expire(store::Store& s) {
   std::size_t total = 0;
   for (;;) {  // in slices: writers wait for the lock meanwhile, not for all of it
     std::size_t removed = 0;
-    check(s.expire(window::clock_ms(), 1000, &removed), "expire");
+    check(s.expire(store::store_clock, 1000, &removed), "expire");
     total += removed;
     if (removed < 1000) break;
   }
@@ -209,14 +223,15 @@ int expire(store::LmdbStore& s) {
   return 0;
 }
 
-int stats(store::LmdbStore& s, const store::LmdbOptions& o) {
+int stats(store::Store& s) {
   store::Stats st;
   check(s.stats(st), "stats");
-  std::printf("store %s\n", store::LmdbStore::generation_path(o).c_str());
+  std::printf("store %s\n", s.describe().c_str());
   std::printf("counters %llu\nrecords %llu\n", static_cast<unsigned long long>(st.counters),
               static_cast<unsigned long long>(st.records));
-  std::printf("bytes used %llu of %llu\nfile bytes %llu\n", static_cast<unsigned long long>(st.bytes_used),
-              static_cast<unsigned long long>(st.bytes_max), static_cast<unsigned long long>(st.file_bytes));
+  std::printf("bytes used %llu of %llu\n", static_cast<unsigned long long>(st.bytes_used),
+              static_cast<unsigned long long>(st.bytes_max));
+  if (st.file_bytes != 0) std::printf("file bytes %llu\n", static_cast<unsigned long long>(st.file_bytes));
   return 0;
 }
 
@@ -246,17 +261,26 @@ int main(int argc, char** argv) {
   if (::chdir(dir) != 0) fatal(std::string("unable to chdir to ") + dir + ": " + std::strerror(errno));
   ::umask(077);
 
+  // A Redis server that goes away must not kill us with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+
   throttle::Config config = throttle::config_from_qmail();
+  std::string error;
+  const std::optional<store_url::Spec> spec = store_url::parse(config.store_line, &error);
+  if (!spec) fatal("control/throttlestore: " + error);
+  const bool lmdb = spec->kind == store_url::Kind::lmdb;
   struct stat st;
-  if (::stat(config.store.directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+  if (lmdb && (::stat(config.store.directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
     fatal(std::string("no state directory ") + dir + "/" + config.store.directory +
           " (make install creates it, owned by the user qmail-smtpd runs as)");
 
   if (cmd == "repair") {
     if (optind != argc) usage();
+    if (!lmdb) fatal("repair is for the LMDB store; this one is " + store_url::describe(*spec), 100);
     return repair(config.store);
   }
-  store::LmdbStore s(config.store);
+  std::unique_ptr<store::Store> store = store::make_store(config.store_line, config.store, config.password_file);
+  store::Store& s = *store;
   if (cmd == "show" || cmd == "reset") {
     if (optind >= argc) usage();
     return cmd == "show" ? show(s, config, argv + optind, argc - optind)
@@ -282,6 +306,6 @@ int main(int argc, char** argv) {
   }
   if (optind != argc) usage();
   if (cmd == "expire") return expire(s);
-  if (cmd == "stats") return stats(s, config.store);
+  if (cmd == "stats") return stats(s);
   usage();
 }

@@ -6,6 +6,7 @@
 
 #include "control_file.h"
 #include "logline.h"
+#include "store_factory.h"
 
 namespace throttle {
 
@@ -30,9 +31,10 @@ Config base_config() {
 }
 
 // What only faults and the store need: control/throttlefail,
-// control/throttlestoresize.
+// control/throttlestoresize, control/throttlestore.
 void apply_control_files(Config& c) {
   c.fail_closed = control_file::first_line("control/throttlefail") == "closed";
+  c.store_line = control_file::first_line("control/throttlestore");
   std::string mib = control_file::first_line("control/throttlestoresize");
   if (!mib.empty()) {
     char* end = nullptr;
@@ -120,8 +122,11 @@ const spamt::Lookup* SessionThrottle::lookup() {
 }
 
 store::Store* SessionThrottle::store() {
-  if (!store_) store_.emplace(policy().store);
-  return &*store_;
+  if (!store_) {
+    const Config& c = policy();
+    store_ = store::make_store(c.store_line, c.store, c.password_file);
+  }
+  return store_.get();
 }
 
 bool SessionThrottle::relay_limited() {
@@ -164,7 +169,7 @@ Decision SessionThrottle::rcpt() {
   relay_policy::CounterOrigin origins[relay_policy::max_counters];
   std::size_t n = relay_policy::counters_for_rcpt(lookup_->relay(), !charged_in_transaction_, counters, origins);
   if (n == 0) return Decision::ok;
-  store::ChargeResult r = store()->charge({counters, n}, 1, clock_(), &receipt_);
+  store::ChargeResult r = store()->charge({counters, n}, 1, now(), &receipt_);
   if (!r.ok()) return store_fault("charge", r.status, r.reason, false);
   if (!r.accepted) {
     const store::Refusal& f = r.refusal;
@@ -184,7 +189,7 @@ void SessionThrottle::end_transaction(bool queued) {
     receipt_.clear();
     return;
   }
-  store::Result r = store()->refund(receipt_, clock_());
+  store::Result r = store()->refund(receipt_, now());
   if (!r.ok()) {
     log("throttle: store fault ip " + logline::field(ip_) + " refund: " + std::string(store::status_name(r.status)) +
         " (" + logline::text(r.reason) + "): charges kept");
@@ -204,8 +209,7 @@ Decision SessionThrottle::auth_attempt() {
   const spamt::AuthFailLimit& a = lookup_->authfail();
   if (a.windows->empty()) return Decision::ok;
   std::vector<store::CounterUsage> usage;
-  std::uint64_t now = clock_();
-  store::Result r = store()->usage(a.key, now, usage);
+  store::Result r = store()->usage(a.key, now(), usage);
   if (!r.ok()) return store_fault("usage", r.status, r.reason, true);
   for (const spamt::Window& w : *a.windows) {
     for (const store::CounterUsage& u : usage) {
@@ -228,7 +232,7 @@ Decision SessionThrottle::auth_failure() {
   store::Limit counters[spamt::max_windows];
   std::size_t n = relay_policy::counters_for_authfail(a, counters);
   if (n == 0) return Decision::ok;
-  store::ChargeResult r = store()->charge({counters, n}, 1, clock_(), nullptr);
+  store::ChargeResult r = store()->charge({counters, n}, 1, now(), nullptr);
   if (!r.ok()) {
     // The failure is answered 535 either way; fail-closed cannot make it worse.
     store_fault("charge", r.status, r.reason, true);

@@ -16,7 +16,9 @@
 // the configured policy - fail-open (the default, as the rcptcheck script
 // did) or fail-closed (temporary refusal) - with one log line each.
 //
-// Clock and log are injected, so unit tests drive time and read the lines.
+// Log and clock are injected, so unit tests read the lines and drive time;
+// without a clock, every decision uses the store's (store::store_clock: this
+// host's for LMDB, the server's for Redis).
 
 #ifndef QT_SESSION_THROTTLE_H
 #define QT_SESSION_THROTTLE_H
@@ -33,6 +35,7 @@
 #include "relay_policy.h"
 #include "store.h"
 #include "store_lmdb.h"
+#include "store_url.h"
 
 namespace throttle {
 
@@ -40,13 +43,16 @@ enum class Decision : std::uint8_t { ok, defer, drop };
 
 struct Config {
   const char* table_path = "control/spamt.cdb";  // not owned: a literal (no heap in a session that only looks up)
-  store::LmdbOptions store;  // directory: "throttle" (qmail-smtpd runs in QMAIL_HOME)
+  store::LmdbOptions store;  // directory: "throttle" (qmail-smtpd runs in QMAIL_HOME); also the tarpit budget's
+  std::string store_line;    // control/throttlestore: "" (LMDB) or a Redis URL (store_url.h)
+  std::string password_file = "control/throttlestorepassword";
   bool fail_closed = false;  // control/throttlefail: "closed"
   bool disabled = false;     // NOTHROTTLE in the environment (tcprules)
 };
 
 // qmail-smtpd's configuration, read in QMAIL_HOME: NOTHROTTLE from the
-// environment, control/throttlefail, control/throttlestoresize (MiB).
+// environment, control/throttlefail, control/throttlestoresize (MiB),
+// control/throttlestore.
 Config config_from_qmail();
 
 class SessionThrottle {
@@ -56,7 +62,7 @@ class SessionThrottle {
 
   // `config` may be given later (configure()): qmail-smtpd reads it only
   // when a decision needs it.
-  explicit SessionThrottle(Clock clock = window::clock_ms, Log log = nullptr) noexcept;
+  explicit SessionThrottle(Clock clock = nullptr, Log log = nullptr) noexcept;
   ~SessionThrottle();
   SessionThrottle(const SessionThrottle&) = delete;
   SessionThrottle& operator=(const SessionThrottle&) = delete;
@@ -95,7 +101,8 @@ class SessionThrottle {
   const Config& settings() { return config(); }  // disabled, store.directory
   bool relay_client() const noexcept { return relay_client_; }
   const std::string& ip() const noexcept { return ip_; }
-  std::uint64_t now() const noexcept { return clock_(); }
+  // The injected clock's time, else store::store_clock (the store's own).
+  std::uint64_t now() const noexcept { return clock_ != nullptr ? clock_() : store::store_clock; }
   void emit(const std::string& line) const noexcept { log(line); }
   // Before a long wait: close the store and the table and drop the lookup
   // (their maps and buffers); the next decision opens them again. The
@@ -126,7 +133,7 @@ class SessionThrottle {
   MappedBox<spamt::Lookup> lookup_;
   TableState table_state_ = TableState::unknown;
 
-  std::optional<store::LmdbStore> store_;
+  std::unique_ptr<store::Store> store_;  // store_factory.h
   bool store_fault_logged_ = false;
   store::Receipt receipt_;  // this transaction's charges
   bool charged_in_transaction_ = false;

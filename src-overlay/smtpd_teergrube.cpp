@@ -57,16 +57,16 @@ DataResult at_data(throttle::SessionThrottle& s, std::uint32_t rcpts, int fd, cl
   if (t == nullptr) return result;
 
   const Params params{t->st_ms, t->stmax_ms, t->strcpt};
-  std::uint64_t now = s.now();
   Outcome outcome;
-  auto edit = [&](std::optional<std::string_view> current) {
+  // `now` is read inside the store's atomic step (the store's clock:
+  // Redis's for every host): sessions of a group are ordered.
+  auto edit = [&](std::optional<std::string_view> current, std::uint64_t now) {
     std::optional<State> previous;
     if (current) previous = decode(*current);
-    now = s.now();  // inside the store's atomic step: sessions of a group are ordered
     outcome = compute(params, previous, rcpts, now);
     return store::RecordEdit::put(encode(outcome.next), now + reset_after_ms(params) + 1000);
   };
-  store::Result r = s.store()->update_record(record_key(t->state_key), now, edit);
+  store::Result r = s.store()->update_record(record_key(t->state_key), s.now(), edit);
   if (!r.ok()) {
     if (!store_fault_logged)
       s.emit("throttle: store fault ip " + logline::field(s.ip()) + " teergrube: " +

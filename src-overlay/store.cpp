@@ -2,6 +2,8 @@
 
 #include "store.h"
 
+#include <algorithm>
+
 namespace store {
 
 std::string_view status_name(Status s) noexcept {
@@ -36,7 +38,9 @@ std::string check_key(const CounterKey& key) {
   if (key.identity.find('\0') != std::string_view::npos) return "NUL in budget key";
   if (key.metric.empty()) return "empty counter name";
   if (key.metric.size() > max_metric) return "counter name too long";
-  if (key.metric.find('\0') != std::string_view::npos) return "NUL in counter name";
+  for (char c : key.metric)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return "counter name not of a-z, 0-9, '_', '-'";
   if (key.window_seconds == 0) return "window of 0 seconds";
   return {};
 }
@@ -56,6 +60,31 @@ std::string check_request(std::span<const Limit> counters, std::uint32_t amount)
     }
   }
   return {};
+}
+
+namespace {
+
+bool busier(const CounterUsage& a, const CounterUsage& b) {
+  if (a.used != b.used) return a.used > b.used;
+  if (a.identity != b.identity) return a.identity < b.identity;
+  if (a.metric != b.metric) return a.metric < b.metric;
+  return a.window_seconds < b.window_seconds;
+}
+
+}  // namespace
+
+void trim_top(std::vector<CounterUsage>& out, std::size_t n, bool final) {
+  if (final) {
+    std::sort(out.begin(), out.end(), busier);
+    if (out.size() > n) out.resize(n);
+  } else if (out.size() >= 2 * n + 64) {
+    std::nth_element(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), busier);
+    out.resize(n);
+  }
+}
+
+std::uint64_t resolve_clock(std::uint64_t now_ms) noexcept {
+  return now_ms == store_clock ? window::clock_ms() : now_ms;
 }
 
 }  // namespace store

@@ -1,18 +1,19 @@
 // store.h: where relay-limit counters live, behind an interface.
 //
-// The embedded store is LMDB (store_lmdb.h); a shared one (Redis) can follow
-// behind the same interface. Everything a qmail-smtpd process needs from it
-// is one atomic step per decision:
+// Two backends: the embedded LMDB store of one host (store_lmdb.h, the
+// default) and Redis shared by every host (store_redis.h); make_store()
+// (store_factory.h) picks one from control/throttlestore. Everything a
+// qmail-smtpd process needs from a store is one atomic step per decision:
 //
 //   store::Limit counters[] = {{{"u:alice@example.com", "rcpt", 86400}, 1000},
 //                              {{"d:example.com", "rcpt", 3600}, 5000}};
 //   store::Receipt receipt;    // what this transaction was charged
-//   store::ChargeResult r = s.charge(counters, 1, window::clock_ms(), &receipt);
+//   store::ChargeResult r = s.charge(counters, 1, store::store_clock, &receipt);
 //   if (!r.ok())         ... store fault: log r.reason, apply fail-open/closed
 //   else if (!r.accepted) ... counters[r.refusal.index] is full: 451, retry
 //                            in about r.refusal.retry_after_ms
 //   ...
-//   s.refund(receipt, window::clock_ms());  // RSET/QUIT/... before queueing;
+//   s.refund(receipt, store::store_clock);  // RSET/QUIT/... before queueing;
 //                                           // clears the receipt
 //
 // A charge checks every counter and either charges all of them or none: a
@@ -23,9 +24,15 @@
 // Every operation returns a Status and, unless ok, a short reason for the
 // log line; the caller decides between fail-open and fail-closed. No
 // operation throws (overlay C++ has no exceptions), aborts or waits without
-// bound: lock waits give up after the store's timeout with `unavailable`.
-// Times are passed in (window::clock_ms() in production), so tests can
-// drive the clock.
+// bound: lock waits and network round trips give up after the store's
+// timeouts with `unavailable`.
+//
+// Time: every operation takes `now_ms`, the time of the event in
+// milliseconds since the epoch. `store_clock` (what production passes) lets
+// the store read its own clock at its atomic step: LMDB reads this host's
+// CLOCK_REALTIME, Redis the server's TIME inside its script, so that hosts
+// whose clocks differ still agree on windows. Tests pass explicit times and
+// get the same answers from either backend.
 
 #ifndef QT_STORE_H
 #define QT_STORE_H
@@ -72,10 +79,14 @@ inline constexpr std::size_t max_counters = 32;         // counters in one charg
 inline constexpr std::size_t max_record_key = 400;      // bytes of a record key
 inline constexpr std::size_t max_record_value = 256;    // bytes of a record
 
+// now_ms: "the store's own clock, read at its atomic step" (see above).
+inline constexpr std::uint64_t store_clock = 0;
+
 // One counter: who is counted (a budget key such as "u:alice@example.com",
 // "a:192.0.2.7"), what ("rcpt", "msg", "authfail") and over which window.
-// identity and metric: non-empty, no NUL byte, at most max_identity and
-// max_metric bytes; window_seconds at least 1. Views: what they point to
+// identity: non-empty, no NUL byte, at most max_identity bytes; metric: a
+// name the program chose, 1..max_metric of a-z, 0-9, '_' and '-';
+// window_seconds at least 1. Views: what they point to
 // must outlive the call they are passed to (receipts keep copies).
 struct CounterKey {
   std::string_view identity;
@@ -105,6 +116,12 @@ struct ChargeResult {
   Refusal refusal;        // when ok() && !accepted
 
   bool ok() const noexcept { return status == Status::ok; }
+  static ChargeResult failure(Status s, std::string reason) {
+    ChargeResult r;
+    r.status = s;
+    r.reason = std::move(reason);
+    return r;
+  }
 };
 
 // What was charged, to give it back. Owns copies of the keys; charges to the
@@ -145,13 +162,17 @@ struct Stats {
   std::uint64_t records = 0;     // opaque records held
   std::uint64_t bytes_used = 0;  // space its data takes now
   std::uint64_t bytes_max = 0;   // the most its data may take (0: unbounded)
-  std::uint64_t file_bytes = 0;  // size of its file(s): what it ever took, plus free space
+  std::uint64_t file_bytes = 0;  // size of its file(s): what it ever took, plus free space (0: no files)
 };
 
 // Generic atomic read-modify-write of an opaque record (per-IP teergrube
 // state and the like): the editor sees the current value (nullopt when
-// there is none or it has expired) and says what to do. It runs inside the
-// store's atomic step, so it must be short and must not call the store.
+// there is none or it has expired) and the time of the step (the store's
+// clock when store_clock was passed), and says what to do. It runs inside
+// the store's atomic step, so it must be short and must not call the store.
+// A store that updates optimistically (Redis: WATCH/MULTI/EXEC) calls it
+// again when another process changed the record meanwhile; only the last
+// call's answer is written.
 struct RecordEdit {
   enum class Op : std::uint8_t { keep, put, erase };
   Op op = Op::keep;
@@ -164,7 +185,7 @@ struct RecordEdit {
     return {Op::put, std::move(value), expires_at_ms};
   }
 };
-using RecordEditor = FunctionRef<RecordEdit(std::optional<std::string_view> current)>;
+using RecordEditor = FunctionRef<RecordEdit(std::optional<std::string_view> current, std::uint64_t now_ms)>;
 
 class Store {
  public:
@@ -206,12 +227,28 @@ class Store {
   virtual Result read_record(std::string_view key, std::uint64_t now_ms, std::optional<std::string>& out) = 0;
 
   virtual Result stats(Stats& out) = 0;
+
+  // The store's clock (what store_clock stands for): this host's for LMDB,
+  // the server's TIME for Redis.
+  virtual Result clock(std::uint64_t& now_ms) = 0;
+
+  // Where the store is, for people: a directory, a Redis URL (never a
+  // password).
+  virtual std::string describe() const = 0;
 };
 
 // Checks a charge request against the limits above (shared by backends).
 // Returns an empty string when it is well formed, else what is wrong.
 std::string check_request(std::span<const Limit> counters, std::uint32_t amount);
 std::string check_key(const CounterKey& key);
+
+// For top(): keeps the n busiest of `out` (most used first; ties by
+// identity, metric, window) once it holds many more, so a scan of a big
+// store needs bounded memory; final: sorted and cut to n.
+void trim_top(std::vector<CounterUsage>& out, std::size_t n, bool final);
+
+// now_ms, or this host's clock (window::clock_ms()) for store_clock.
+std::uint64_t resolve_clock(std::uint64_t now_ms) noexcept;
 
 }  // namespace store
 

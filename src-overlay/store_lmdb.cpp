@@ -563,8 +563,9 @@ Result LmdbStore::lock() {
   return Result::failure(Status::error, "writer lock: " + errno_text(writer_.error()));
 }
 
-Result LmdbStore::write(std::uint64_t now_ms, FunctionRef<int(MDB_txn*)> body) {
+Result LmdbStore::write(std::uint64_t& now_ms, FunctionRef<int(MDB_txn*)> body) {
   if (Result r = lock(); !r.ok()) return r;
+  now_ms = resolve_clock(now_ms);  // under the lock: writers are ordered by their clock readings
   bool retried_full = false, retried_resize = false;
   int rc = 0;
   for (;;) {
@@ -732,12 +733,9 @@ int put_counter(MDB_txn* txn, unsigned dbi, Key& k, const StoredCounter& c, std:
 
 ChargeResult LmdbStore::charge(std::span<const Limit> counters, std::uint32_t amount, std::uint64_t now_ms,
                                Receipt* receipt) {
+  if (std::string bad = check_request(counters, amount); !bad.empty())
+    return ChargeResult::failure(Status::error, "bad charge: " + bad);
   ChargeResult out;
-  if (std::string bad = check_request(counters, amount); !bad.empty()) {
-    out.status = Status::error;
-    out.reason = "bad charge: " + bad;
-    return out;
-  }
   struct Work {
     Key key;
     StoredCounter rec;
@@ -792,11 +790,7 @@ ChargeResult LmdbStore::charge(std::span<const Limit> counters, std::uint32_t am
     }
     return 0;
   });
-  if (!r.ok()) {
-    out.status = r.status;
-    out.reason = std::move(r.reason);
-    return out;
-  }
+  if (!r.ok()) return ChargeResult::failure(r.status, std::move(r.reason));
   out.accepted = !refused;
   if (refused) {
     out.refusal = refusal;
@@ -870,6 +864,7 @@ std::string identity_prefix(std::string_view identity) {
 
 Result LmdbStore::usage(std::string_view identity, std::uint64_t now_ms, std::vector<CounterUsage>& out) {
   out.clear();
+  now_ms = resolve_clock(now_ms);
   if (std::string bad = check_key(CounterKey{identity, "x", 1}); !bad.empty())
     return Result::failure(Status::error, "bad identity: " + bad);
   const std::string prefix = identity_prefix(identity);
@@ -887,13 +882,8 @@ Result LmdbStore::usage(std::string_view identity, std::uint64_t now_ms, std::ve
 
 Result LmdbStore::top(std::size_t n, std::string_view metric, std::uint64_t now_ms, std::vector<CounterUsage>& out) {
   out.clear();
+  now_ms = resolve_clock(now_ms);
   if (n == 0) return {};
-  auto higher = [](const CounterUsage& a, const CounterUsage& b) {
-    if (a.used != b.used) return a.used > b.used;
-    if (a.identity != b.identity) return a.identity < b.identity;
-    if (a.metric != b.metric) return a.metric < b.metric;
-    return a.window_seconds < b.window_seconds;
-  };
   Result r = scan(std::string_view(&prefix_counter, 1), [&](std::string_view k, std::string_view v) -> int {
     CounterKey key;
     StoredCounter c;
@@ -903,15 +893,11 @@ Result LmdbStore::top(std::size_t n, std::string_view metric, std::uint64_t now_
     fill_usage(key, c, now_ms, u);
     if (u.used == 0) return 0;
     out.push_back(std::move(u));
-    if (out.size() >= 2 * n + 64) {  // keep memory bounded on big stores
-      std::nth_element(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), higher);
-      out.resize(n);
-    }
+    trim_top(out, n, false);
     return 0;
   });
   if (!r.ok()) out.clear();
-  std::sort(out.begin(), out.end(), higher);
-  if (out.size() > n) out.resize(n);
+  trim_top(out, n, true);
   return r;
 }
 
@@ -957,6 +943,7 @@ Result LmdbStore::reset(std::string_view identity, std::uint64_t now_ms, std::si
 
 Result LmdbStore::expire(std::uint64_t now_ms, std::size_t max, std::size_t* removed) {
   std::size_t total = 0;
+  now_ms = resolve_clock(now_ms);
   Result r;
   // Small transactions: a long one would hold the writer lock for long.
   while (total < max) {
@@ -997,7 +984,7 @@ Result LmdbStore::update_record(std::string_view key, std::uint64_t now_ms, Reco
       old_expiry = record_expiry(v);
       if (old_expiry > now_ms) current = as_view(v).substr(8);
     }
-    RecordEdit e = edit(current);
+    RecordEdit e = edit(current, now_ms);
     Key ik;
     if (e.op == RecordEdit::Op::keep) return rc_abort;
     if (e.op == RecordEdit::Op::put && e.value.size() > max_record_value) {
@@ -1038,6 +1025,7 @@ Result LmdbStore::update_record(std::string_view key, std::uint64_t now_ms, Reco
 
 Result LmdbStore::read_record(std::string_view key, std::uint64_t now_ms, std::optional<std::string>& out) {
   out.reset();
+  now_ms = resolve_clock(now_ms);
   if (key.empty() || key.size() > max_record_key) return Result::failure(Status::error, "bad record key");
   Key k;
   record_key(k, key);
@@ -1054,6 +1042,8 @@ Result LmdbStore::read_record(std::string_view key, std::uint64_t now_ms, std::o
     return 0;
   });
 }
+
+std::string LmdbStore::describe() const { return generation_path(options_); }
 
 Result LmdbStore::stats(Stats& out) {
   out = Stats{};
@@ -1088,7 +1078,7 @@ Result LmdbStore::set_aside(const LmdbOptions& options, std::uint64_t now_ms, st
     const int e = errno;
     return Result::failure(classify(e), "cannot open " + options.directory + ": " + errno_text(e));
   }
-  const std::string aside = "aside-" + gen + "-" + std::to_string(now_ms);
+  const std::string aside = "aside-" + gen + "-" + std::to_string(resolve_clock(now_ms));
   const int rc = renameat(dirfd, gen.c_str(), dirfd, aside.c_str());
   const int e = errno;
   ::close(dirfd);

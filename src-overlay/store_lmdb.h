@@ -84,6 +84,11 @@ class LmdbStore final : public Store {
   Result update_record(std::string_view key, std::uint64_t now_ms, RecordEditor edit) override;
   Result read_record(std::string_view key, std::uint64_t now_ms, std::optional<std::string>& out) override;
   Result stats(Stats& out) override;
+  std::string describe() const override;  // the generation directory
+  Result clock(std::uint64_t& now_ms) override {
+    now_ms = window::clock_ms();
+    return {};
+  }
 
   // How often this process took the writer lock over from a process that
   // died holding it (for a log line).
@@ -112,7 +117,8 @@ class LmdbStore final : public Store {
   Result open_generation(const std::string& gen, int& gfd);
   Result lock();
   void note_map_size() noexcept;
-  Result write(std::uint64_t now_ms, FunctionRef<int(MDB_txn*)> body);
+  // now_ms: store_clock is replaced by this host's clock, read under the lock.
+  Result write(std::uint64_t& now_ms, FunctionRef<int(MDB_txn*)> body);
   Result read(FunctionRef<int(MDB_txn*)> body);
   Result scan(std::string_view prefix, FunctionRef<int(std::string_view key, std::string_view value)> f);
   int check_meta(MDB_txn* txn, bool may_create);

@@ -40,19 +40,8 @@ RCPTS = 2
 TO = "r@far.example"
 
 
-def compile_table(ctx, text: str) -> None:
-    ctx.control.write("spamt", text)
-    subprocess.run([str(qh.HOME / "bin/qmail-newspamt"), "-d", str(qh.HOME)], check=True)
-
-
 def qmail_round(ctx, label, smtpd, per_connection=True):
-    env = {"QMAILQUEUE": str(ctx.sink), "RELAYCLIENT": ""}
-    srv = ctx.server(smtpd, env=env, concurrency=SESSIONS + 10)
-    wall = benchlib.smtp_source(srv.port, SESSIONS, MESSAGES, rcpts=RCPTS, to=TO, per_connection=per_connection)
-    cpu = srv.finish()
-    if "throttle" in srv.log():
-        raise RuntimeError(f"unexpected throttle log lines: {srv.log()[:300]}")
-    return MESSAGES / wall, cpu / MESSAGES * 1e6
+    return benchlib.relay_round(ctx, smtpd, SESSIONS, MESSAGES, RCPTS, TO, per_connection)
 
 
 def postfix_rate(ctx, name, main_cf) -> float:
@@ -83,7 +72,7 @@ def floors_us(ctx) -> tuple[float, float]:
 
 
 def run(ctx):
-    compile_table(ctx, "default rcpt=10000000/1h,100000000/1d msg=10000000/1h,100000000/1d\n")
+    benchlib.compile_table(ctx, "default rcpt=10000000/1h,100000000/1d msg=10000000/1h,100000000/1d\n")
     qh.reset_throttle()
     results = {"stock": [], "patched": []}
     for rnd in range(ROUNDS):

@@ -116,8 +116,12 @@ def test_overlay_exports_only_the_facade():
     patterns = (TOP / "src-overlay/smtpd-overlay.syms").read_text().split()
     for sym in strong:
         assert any(fnmatch.fnmatchcase(sym, p) for p in patterns), f"{sym} leaks out of smtpd-overlay.o"
-    # tinycdb is inside, but cannot meet qmail's cdb_hash / cdb_seek
+    # tinycdb is inside, but cannot meet qmail's cdb_hash / cdb_seek; nor can
+    # hiredis (linked in statically) meet anything of qmail's or a library's
     assert "cdb_hash" not in strong and "cdb_seek" not in strong
+    assert "redisConnectWithTimeout" not in strong and "sdsnew" not in strong
+    local = run("nm", "--defined-only", obj).stdout
+    assert " t redisConnectWithTimeout" in local, "hiredis is not linked into smtpd-overlay.o"
 
 
 def test_qmail_smtpd_links_no_exception_runtime():

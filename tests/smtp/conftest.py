@@ -77,3 +77,16 @@ def qmail():
         yield q
     finally:
         q.stop_all()
+
+
+@pytest.fixture(params=["lmdb", "redis"])
+def any_store(request, qmail):
+    """The test runs once with each store: the LMDB store of this host, and
+    a Redis started for it (control/throttlestore)."""
+    if request.param == "lmdb":
+        yield None
+        return
+    import redis_harness as rh
+    with rh.RedisServer() as redis:
+        rh.use_store(qmail.control, redis.url)
+        yield redis

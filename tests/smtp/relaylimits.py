@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 
 import qmail_harness as qh
 import tlsauth as ta
@@ -69,3 +70,31 @@ def data(s: qh.Session, body: str = "Subject: test\r\n\r\nhello\r\n") -> bytes:
 
 def accepted(replies) -> int:
     return sum(1 for r in replies if r.startswith(b"250 "))
+
+
+# tcpserver listens with a backlog of 20: a hundred connects at once would
+# overflow it (the kernel then drops handshakes silently); connect a few at a
+# time, then start the recipients together.
+CONNECTING = threading.Semaphore(8)
+
+
+def relay_run(open_session, n_rcpts: int, start: threading.Barrier | None = None):
+    """One session (open_session() connects and greets): MAIL, n_rcpts relayed
+    recipients as fast as the server answers, DATA when any was accepted.
+    Returns (accepted, the reply to the message: b"" when there was none),
+    or the exception's text (and breaks start)."""
+    try:
+        with CONNECTING:
+            s = open_session()
+        if start is not None:
+            start.wait(timeout=60)
+        s.cmd("MAIL FROM:<a@client.example>")
+        got = accepted(rcpts(s, far(n_rcpts)))
+        reply = data(s) if got else b""
+        s.cmd("QUIT")
+        s.close()
+        return got, reply
+    except (OSError, AssertionError) as e:
+        if start is not None:
+            start.abort()
+        return repr(e)

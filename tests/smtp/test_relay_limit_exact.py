@@ -14,31 +14,11 @@ import tlsauth as ta
 
 SESSIONS = 100
 
-# tcpserver listens with a backlog of 20: a hundred connects at once would
-# overflow it (the kernel then drops handshakes silently); connect a few at a
-# time, then start the recipients together.
-CONNECTING = threading.Semaphore(8)
-
-
 def relay_run(srv, n_rcpts: int, start: threading.Barrier | None = None, auth=None):
-    """One session: MAIL, n_rcpts relayed recipients as fast as the server
-    answers, DATA when any was accepted. Returns (accepted, the reply to the
-    message: b"" when there was none), or what went wrong."""
-    try:
-        with CONNECTING:
-            s = rl.auth_session(srv, *auth, timeout=60) if auth else rl.session(srv, timeout=60)
-        if start is not None:
-            start.wait(timeout=60)
-        s.cmd("MAIL FROM:<a@client.example>")
-        got = rl.accepted(rl.rcpts(s, rl.far(n_rcpts)))
-        reply = rl.data(s) if got else b""
-        s.cmd("QUIT")
-        s.close()
-        return got, reply
-    except (OSError, AssertionError) as e:
-        if start is not None:
-            start.abort()
-        return repr(e)
+    """rl.relay_run with a plain relay client's session, or an authenticated
+    one (STARTTLS, AUTH PLAIN) when auth is (user, password)."""
+    return rl.relay_run(lambda: rl.auth_session(srv, *auth, timeout=60) if auth else rl.session(srv, timeout=60),
+                        n_rcpts, start)
 
 
 def test_hundred_parallel_sessions_of_one_client_get_exactly_n(qmail):

@@ -205,7 +205,7 @@ def test_limits_key_on_the_user_the_domain_and_the_address(qmail):
     assert "correct horse" not in log and "s3cret" not in log
 
 
-def test_throttlectl_shows_top_senders_and_resets_an_identity(qmail):
+def test_throttlectl_shows_top_senders_and_resets_an_identity(qmail, any_store):
     rl.table(qmail, "default rcpt=5/1h,8/1d\n")
     srv = qmail.smtpd(env=rl.RELAY)
     s = rl.session(srv)

@@ -231,7 +231,7 @@ def test_continuation_lines_over_tls(qmail):
     second_message_is_held(srv, t, 3, b"354-slow down\r\n354-slow down\r\n")
 
 
-def test_throttlectl_shows_and_resets_a_clients_teergrube_state(qmail):
+def test_throttlectl_shows_and_resets_a_clients_teergrube_state(qmail, any_store):
     # state shared by the /24, as the table says: throttlectl finds it from the address
     rl.table(qmail, "127.0.0.0/8 st=1000 stmax=3000 prefix4=24\n")
     srv = qmail.smtpd()

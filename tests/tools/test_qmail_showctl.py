@@ -13,8 +13,9 @@ import time
 import pytest
 
 OURS = ("relaylimits", "spamt", "spamt.cdb", "tarpitbudget", "throttlefail", "throttlestoresize",
-        "servercert.pem", "servercerts", "tlsserverciphers")
-EXTRA = ("tarpitbudget", "throttlefail", "throttlestoresize", "tlsserverciphers")
+        "throttlestore", "throttlestorepassword", "servercert.pem", "servercerts", "tlsserverciphers")
+EXTRA = ("tarpitbudget", "throttlefail", "throttlestoresize", "throttlestore", "throttlestorepassword",
+         "tlsserverciphers")
 
 
 def clear(home) -> None:
@@ -63,6 +64,9 @@ def test_defaults_are_explained(ctl):
     assert said["tarpitbudget"] == "(Default.) At most 20 sessions are held by the teergrube at once."
     assert said["throttlefail"] == "(Default.) When the throttle store fails, relay limits fail open."
     assert said["throttlestoresize"] == "(Default.) The throttle store holds at most 1024 MiB."
+    assert said["throttlestore"] == ("(Default.) Relay limits are counted in the LMDB store in throttle/, "
+                                     "on this host only.")
+    assert said["throttlestorepassword"] == "(Default.) No password: qmail-smtpd does not authenticate to Redis."
     assert said["tlsserverciphers"] == "(Default.) OpenSSL's default ciphers."
     assert said["servercert.pem"].startswith("(Default.) No certificate")
     assert said["servercerts"].startswith("(Default.) No certificates by name")
@@ -90,6 +94,25 @@ def test_settings_and_table_state(ctl):
     # a table without any source
     ctl.control.remove("spamt")
     assert showctl(ctl)["spamt.cdb"] == "Oops! spamt.cdb exists but neither spamt nor relaylimits does."
+
+
+def test_the_redis_store_is_shown_without_its_password(ctl):
+    ctl.control.write("throttlestore", "redis-sentinel://10.0.0.1,10.0.0.2/mymaster?timeout=300\n")
+    p = ctl.control.write("throttlestorepassword", "not-to-be-shown\n", mode=0o400)
+    said = showctl(ctl)
+    assert said["throttlestore"] == ("Relay limits are counted in redis-sentinel://10.0.0.1,10.0.0.2/mymaster?timeout=300, "
+                                     "shared by every host that names it (qmail-throttle-redis(8)).")
+    assert said["throttlestorepassword"] == ("The Redis password (not shown); only its owner and group may read it.")
+    os.chmod(p, 0o644)
+    said = showctl(ctl)
+    assert said["throttlestorepassword"].startswith("Oops! Others may read or write it: qmail-smtpd refuses it.")
+    # a password put into the URL anyway (qmail-smtpd refuses it) is not repeated
+    ctl.control.write("throttlestore", "redis://qmail:hunter2@10.0.0.5:6379/0?password=hunter3&timeout=9\n")
+    r = subprocess.run([str(ctl.bin("qmail-showctl"))], capture_output=True, text=True, timeout=20)
+    assert "hunter2" not in r.stdout and "hunter3" not in r.stdout and "not-to-be-shown" not in r.stdout
+    assert "redis://qmail:***@10.0.0.5:6379/0?password=***&timeout=9" in r.stdout
+    ctl.control.write("throttlestore", "lmdb\n")
+    assert showctl(ctl)["throttlestore"] == "Relay limits are counted in the LMDB store in throttle/, on this host only."
 
 
 def test_relaylimits_alone_is_a_source(ctl):

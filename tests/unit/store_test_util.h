@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <ftw.h>
 #include <signal.h>
@@ -65,6 +68,29 @@ int in_child(F body) {
 }
 
 constexpr uid_t nobody = 65534;
+
+constexpr std::uint64_t T0 = 1'700'000'000'000;  // ms; 60 s and 1 h buckets start here
+constexpr std::uint32_t DAY = 86400;
+
+// What `s` counted of one counter at `now`.
+inline std::uint64_t used(store::Store& s, std::string_view identity, std::string_view metric,
+                          std::uint32_t window, std::uint64_t now) {
+  std::vector<store::CounterUsage> u;
+  store::Result r = s.usage(identity, now, u);
+  EXPECT_TRUE(r.ok()) << r.reason;
+  for (const auto& c : u)
+    if (c.metric == metric && c.window_seconds == window) return c.used;
+  return 0;
+}
+
+// user, domain and client address of one sender, as the limits table gives them
+struct Sender {
+  store::Limit limits[3];
+  Sender(std::uint32_t user_limit, std::uint32_t domain_limit, std::uint32_t ip_limit, std::uint32_t window = DAY)
+      : limits{{{"u:alice@example.com", "rcpt", window}, user_limit},
+               {{"d:example.com", "rcpt", window}, domain_limit},
+               {{"a:192.0.2.7", "rcpt", window}, ip_limit}} {}
+};
 
 }  // namespace store_test
 

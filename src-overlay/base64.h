@@ -1,4 +1,6 @@
-// base64.h: RFC 4648 base64, as SMTP AUTH (RFC 4954) uses it.
+// base64.h: RFC 4648 base64 decoding, as SMTP AUTH (RFC 4954) uses it.
+// qmail-smtpd only decodes (its AUTH LOGIN prompts are constants); tests
+// encode with tests/unit/base64_encode.h.
 
 #ifndef QT_BASE64_H
 #define QT_BASE64_H
@@ -7,8 +9,6 @@
 #include <string_view>
 
 namespace base64 {
-
-std::string encode(std::string_view bytes);
 
 // Strict decoding into `out` (replaced): only the standard alphabet, length
 // a multiple of 4, '=' padding only at the end, no bits left over, no white

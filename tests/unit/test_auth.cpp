@@ -4,7 +4,7 @@
 #include <string>
 
 #include "auth.h"
-#include "base64.h"
+#include "base64_encode.h"
 
 namespace {
 
@@ -12,7 +12,7 @@ using auth::Step;
 
 auth::Config on(bool force_tls = true) { return auth::parse_config(true, "", force_tls ? nullptr : "0"); }
 
-std::string b64(std::string_view s) { return base64::encode(s); }
+std::string b64(std::string_view s) { return test_util::base64_encode(s); }
 
 std::string plain(std::string_view authzid, std::string_view user, std::string_view password) {
   std::string s(authzid);

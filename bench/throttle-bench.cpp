@@ -1,10 +1,14 @@
 // throttle-bench: the cost of one relay-limit decision.
 //
-//   throttle-bench lmdb DIR N [PROCS] [durable]
+//   throttle-bench lmdb DIR N [PROCS] [sync]
 //       N decisions per process on the LMDB store in DIR, each an atomic
 //       check-and-charge of 3 counters (user, domain, client address; 1-day
 //       windows, limits never reached), PROCS processes at once (default 1).
 //       Also times opening the store (the first decision of a connection).
+//       With sync, every decision is followed by an fdatasync() of the
+//       store's data file, timed with it: what a store that flushed every
+//       decision to disk would pay (the store itself never syncs: its counts
+//       are soft state, doc/DESIGN.md).
 //   throttle-bench redis URL N [PROCS]
 //       The same on the Redis store at URL (redis://, redis-cluster://, ...,
 //       as in control/throttlestore); also the round trips per decision.
@@ -41,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -83,7 +88,7 @@ void print_stats(std::vector<double>& us) {
 bool is_url(const char* where) { return std::strncmp(where, "redis", 5) == 0; }
 
 // The store at `where`: an LMDB directory, or a Redis URL (no password).
-std::unique_ptr<store::Store> open_store(const char* where, bool durable, store::RedisStore** redis) {
+std::unique_ptr<store::Store> open_store(const char* where, store::RedisStore** redis) {
   *redis = nullptr;
   if (is_url(where)) {
     store::RedisOptions o;
@@ -101,16 +106,16 @@ std::unique_ptr<store::Store> open_store(const char* where, bool durable, store:
   }
   store::LmdbOptions o;
   o.directory = where;
-  o.durable = durable;
   return std::make_unique<store::LmdbStore>(o);
 }
 
 // One process's decisions; per-decision times (us) go to fd `out` as
 // doubles, after the first decision's (which opens the store) and the
-// round trips the decisions took (Redis; else 0).
-int worker(const char* where, long n, bool durable, int worker, int out) {
+// round trips the decisions took (Redis; else 0). sync: fdatasync() the
+// LMDB data file after every decision.
+int worker(const char* where, long n, bool sync, int worker, int out) {
   store::RedisStore* redis = nullptr;
-  std::unique_ptr<store::Store> s = open_store(where, durable, &redis);
+  std::unique_ptr<store::Store> s = open_store(where, &redis);
   if (!s) return 1;
   const std::string user = "u:user" + std::to_string(worker) + "@example.com";
   const store::Limit limits[] = {{{user, "rcpt", 86400}, 4'000'000'000u},
@@ -127,9 +132,23 @@ int worker(const char* where, long n, bool durable, int worker, int out) {
     return 1;
   }
   const double trips_before = redis ? static_cast<double>(redis->router()->round_trips()) : 0;
+  int data_fd = -1;
+  if (sync && redis == nullptr) {
+    store::LmdbOptions o;
+    o.directory = where;
+    data_fd = ::open((store::LmdbStore::generation_path(o) + "/data.mdb").c_str(), O_RDWR | O_CLOEXEC);
+    if (data_fd == -1) {
+      std::perror("throttle-bench: data.mdb");
+      return 1;
+    }
+  }
   for (long i = 0; i < n; ++i) {
     t = now_ns();
     r = s->charge(limits, 1, store::store_clock, nullptr);
+    if (data_fd != -1 && fdatasync(data_fd) == -1) {
+      std::perror("throttle-bench: fdatasync");
+      return 1;
+    }
     us.push_back(static_cast<double>(now_ns() - t) / 1000.0);
     if (!r.ok() || !r.accepted) {
       std::fprintf(stderr, "throttle-bench: %s\n", r.reason.c_str());
@@ -144,7 +163,7 @@ int worker(const char* where, long n, bool durable, int worker, int out) {
              : 1;
 }
 
-int bench_store(const char* where, long n, int procs, bool durable) {
+int bench_store(const char* where, long n, int procs, bool sync) {
   std::vector<double> open_us, us;
   double trips = 0;
   std::vector<std::pair<pid_t, FILE*>> kids;
@@ -155,7 +174,7 @@ int bench_store(const char* where, long n, int procs, bool durable) {
     if (fd == -1) return 1;
     unlink(tmpl);
     const pid_t pid = fork();
-    if (pid == 0) _exit(worker(where, n, durable, p, fd));
+    if (pid == 0) _exit(worker(where, n, sync, p, fd));
     kids.emplace_back(pid, fdopen(fd, "rb"));
   }
   bool ok = true;
@@ -172,7 +191,7 @@ int bench_store(const char* where, long n, int procs, bool durable) {
   }
   const double wall_s = static_cast<double>(now_ns() - t0) / 1e9;
   if (!ok) return 1;
-  std::printf("mode=%s procs=%d durable=%d", is_url(where) ? "redis" : "lmdb", procs, durable ? 1 : 0);
+  std::printf("mode=%s procs=%d sync=%d", is_url(where) ? "redis" : "lmdb", procs, sync ? 1 : 0);
   print_stats(us);
   std::printf(" open_us=%.1f decisions_per_s=%.0f round_trips_per_decision=%.2f\n", pct(open_us, 50),
               static_cast<double>(us.size()) / wall_s, us.empty() ? 0.0 : trips / static_cast<double>(us.size()));
@@ -396,9 +415,9 @@ int bench_script(const char* path, long n, const char* dir) {
 int main(int argc, char** argv) {
   if (argc >= 4 && (std::strcmp(argv[1], "lmdb") == 0 || std::strcmp(argv[1], "redis") == 0)) {
     const int procs = argc >= 5 ? std::atoi(argv[4]) : 1;
-    const bool durable = argc >= 6 && std::strcmp(argv[5], "durable") == 0;
+    const bool sync = argc >= 6 && std::strcmp(argv[5], "sync") == 0;
     std::signal(SIGPIPE, SIG_IGN);
-    return bench_store(argv[2], std::atol(argv[3]), procs < 1 ? 1 : procs, durable);
+    return bench_store(argv[2], std::atol(argv[3]), procs < 1 ? 1 : procs, sync);
   }
   if (argc >= 5 && std::strcmp(argv[1], "script") == 0) return bench_script(argv[2], std::atol(argv[3]), argv[4]);
   if (argc >= 4 && std::strcmp(argv[1], "open") == 0) return bench_open("/proc/self/exe", argv[2], std::atol(argv[3]));
@@ -408,7 +427,7 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "ipc1") == 0) return ipc_once(argv[2]);
   if (argc == 3 && std::strcmp(argv[1], "nothing") == 0) _exit(0);
   std::fprintf(stderr,
-               "usage: throttle-bench lmdb DIR N [PROCS] [durable]\n"
+               "usage: throttle-bench lmdb DIR N [PROCS] [sync]\n"
                "       throttle-bench redis URL N [PROCS]\n"
                "       throttle-bench open DIR|URL N\n"
                "       throttle-bench floor DIR N\n"

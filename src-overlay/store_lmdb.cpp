@@ -189,7 +189,6 @@ bool safe_name_part(std::string_view s) noexcept {
 }
 
 std::string generation_name(const LmdbOptions& o) {
-  if (o.durable) return "durable";
   std::string id = o.boot_id.empty() ? kernel_boot_id() : o.boot_id;
   if (!safe_name_part(id)) id = "unknown";
   return "boot-" + id;
@@ -303,8 +302,8 @@ Result LmdbStore::open_env() {
   // MDB_NOLOCK: writer.lock serialises every transaction, read or write, so
   // LMDB's lock file (and its per-process fcntl locks, its reader table) is
   // not needed.
-  unsigned flags = MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMEMINIT;
-  if (!options_.durable) flags |= MDB_NOSYNC;
+  // MDB_NOSYNC: counts are soft state (a new boot starts a new generation).
+  const unsigned flags = MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMEMINIT | MDB_NOSYNC;
   auto open_at = [&](const char* path) {
     if (env_ != nullptr) mdb_env_close(env_);
     env_ = nullptr;
@@ -318,15 +317,12 @@ Result LmdbStore::open_env() {
   // the generation is renamed meanwhile (repair). By name is cheapest; it
   // counts only when the file opened is the one in that directory, else the
   // directory descriptor is used (/proc/self/fd/N). LMDB opens the file
-  // twice and the second descriptor writes only when commits are synced:
-  // a durable store always goes through the directory descriptor. Without
-  // /proc, by name, checked the same way.
+  // twice, but with MDB_NOSYNC the second descriptor never writes, so
+  // checking the first is enough. Without /proc, by name, checked the same
+  // way.
   if (options_.before_env_open != nullptr) options_.before_env_open(gen_path);
-  int rc = -1;
-  if (!options_.durable) {
-    rc = open_at(gen_path.c_str());
-    if (rc == 0 && !env_file_is(env_, gfd, "data.mdb")) rc = -1;
-  }
+  int rc = open_at(gen_path.c_str());
+  if (rc == 0 && !env_file_is(env_, gfd, "data.mdb")) rc = -1;
   if (rc != 0) {
     char via_fd[40];
     std::snprintf(via_fd, sizeof via_fd, "/proc/self/fd/%d", gfd);
@@ -374,7 +370,7 @@ Result LmdbStore::open_generation(const std::string& gen, int& gfd) {
     ::close(dirfd);
     return Result::failure(classify(e), "cannot create " + gen_path + ": " + errno_text(e));
   }
-  if (created && !options_.durable) remove_stale_generations(dirfd, gen);
+  if (created) remove_stale_generations(dirfd, gen);
 
   gfd = openat(dirfd, gen.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   const int gerr = errno;

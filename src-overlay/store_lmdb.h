@@ -5,13 +5,9 @@
 //
 // Files: DIRECTORY is made by `make install` (mode 0700, owned by the user
 // qmail-smtpd runs as). Inside it, one generation directory holds LMDB's
-// data.mdb and our writer.lock:
-//   boot-<kernel boot id>/  by default: counts are kept without fsync, which
-//                           an OS crash can leave torn, so a new boot starts
-//                           a new generation (and removes the old ones);
-//   durable/                with `durable`: every commit is synced (costs a
-//                           disk flush per decision) and counts survive
-//                           crashes and reboots.
+// data.mdb and our writer.lock: boot-<kernel boot id>/. Counts are kept
+// without fsync (soft state), which an OS crash can leave torn, so a new
+// boot starts a new generation (and removes the old ones).
 // A generation is opened through a descriptor of its directory, so an admin
 // who moves it aside (set_aside()) never makes a process pair one
 // generation's lock with another's data.
@@ -54,7 +50,6 @@ namespace store {
 struct LmdbOptions {
   std::string directory;                          // the state directory
   std::size_t map_size = std::size_t{1} << 30;    // most the data file may hold (sparse); at least 1 MiB
-  bool durable = false;                           // sync every commit; keep counts across reboots
   std::uint32_t lock_timeout_ms = 2000;           // longest wait for the writer lock
   unsigned expire_per_write = 8;                  // idle entries dropped per write, at most
   std::string boot_id;                            // tests: instead of the kernel's boot id
@@ -94,8 +89,7 @@ class LmdbStore final : public Store {
   // died holding it (for a log line).
   std::size_t lock_recoveries() const noexcept { return lock_recoveries_; }
 
-  // The generation directory these options use (DIRECTORY/boot-... or
-  // DIRECTORY/durable).
+  // The generation directory these options use (DIRECTORY/boot-...).
   static std::string generation_path(const LmdbOptions& options);
 
   // Repair for the admin: renames the current generation to

@@ -338,7 +338,7 @@ TEST(StoreLmdb, RootLeavesNothingTheOwnerCannotOpen) {
   EXPECT_EQ(status, 0);
 }
 
-TEST(StoreLmdb, ANewBootStartsAFreshStoreUnlessDurable) {
+TEST(StoreLmdb, ANewBootStartsAFreshStore) {
   TempDir d;
   store::LmdbOptions o = store_test::options_for(d);
   Sender who(10, 10, 10);
@@ -355,15 +355,6 @@ TEST(StoreLmdb, ANewBootStartsAFreshStoreUnlessDurable) {
   struct stat st;
   EXPECT_EQ(stat((d.path() + "/boot-test-boot").c_str(), &st), -1) << "the old boot's store is removed";
   EXPECT_EQ(stat((d.path() + "/boot-next-boot").c_str(), &st), 0);
-  o.durable = true;
-  {
-    LmdbStore s(o);
-    ASSERT_TRUE(s.charge(who.limits, 2, T0, nullptr).accepted);
-  }
-  o.boot_id = "third-boot";
-  LmdbStore s(o);
-  EXPECT_EQ(used(s, "d:example.com", "rcpt", DAY, T0), 2u);
-  EXPECT_EQ(stat((d.path() + "/durable").c_str(), &st), 0);
 }
 
 TEST(StoreLmdb, StatsReportSizeAndBound) {

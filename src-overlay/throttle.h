@@ -1,11 +1,15 @@
 #ifndef THROTTLE_H
 #define THROTTLE_H
 
-/* throttle.h: the C facade between qmail-smtpd.c and qmail-throttle.
-   It is the only qmail-throttle header a C file includes. Every function
-   here returns promptly, never throws, never exits the process, and costs
-   next to nothing when no throttling is configured. The C++ behind it lives
-   in the other files of src-overlay. */
+/* throttle.h: the C facade between qmail-smtpd.c and qmail-throttle's
+   limits (relay limits, AUTH failure limits, teergrube). qmail-smtpd.c
+   includes two more facades, smtpd_tls.h and smtpd_auth.h; theirs are the
+   C functions smtpd-overlay.o exports (smtpd-overlay.syms). Every function
+   here returns promptly, never throws (overlay C++ is built without
+   exceptions), never exits the process except throttle_exit() and on
+   allocation failure (cxx_runtime.cpp, like qmail's die_nomem), and costs
+   next to nothing when no throttling is configured. The C++ behind it lives in the other
+   files of src-overlay (doc/DESIGN.md, "Map"). */
 
 #ifdef __cplusplus
 #define THROTTLE_NOEXCEPT noexcept

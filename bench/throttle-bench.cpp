@@ -208,7 +208,7 @@ int open_once(const char* where) {
   }
   store::RedisStore* redis = nullptr;
   const std::uint64_t t0 = now_ns();
-  std::unique_ptr<store::Store> s = open_store(where, false, &redis);
+  std::unique_ptr<store::Store> s = open_store(where, &redis);
   store::Result r;
   if (!is_url(where)) r = static_cast<store::LmdbStore*>(s.get())->open();
   const std::uint64_t t1 = now_ns();

@@ -18,7 +18,7 @@ only that case's, so sections can come from different runs. Each section gives w
 where it ran: the date (UTC), the commit, the machine (CPUs, CPU model, memory) and its
 load average as the case started, then what the case printed and its rows of
 (metric, stock, patched, ratio). A figure that could not be measured is shown as
-"not measured", with the reason in the printed lines above it.
+"not measured" (its ratio as "n/a"), with the reason in the printed lines above it.
 
 The figures are from whatever machine ran them last, often a shared, loaded VM: compare
 stock and patched within one section (they ran side by side), not across sections.

@@ -277,10 +277,20 @@ def median(xs):
     return statistics.median(xs)
 
 
-def ratio(stock: float, patched: float, higher_is_better: bool = True) -> float:
-    if higher_is_better:
-        return patched / stock if stock else float("nan")
-    return patched / stock if stock else float("nan")
+# What a table shows for a figure a case could not measure (bench/run prints
+# it for a NaN too); the case prints the reason.
+NOT_MEASURED = "not measured"
+
+
+def measured(x) -> bool:
+    return isinstance(x, (int, float)) and x == x  # not NaN, not NOT_MEASURED
+
+
+def ratio(stock, patched):
+    """patched / stock, or NOT_MEASURED when either is missing or stock is 0."""
+    if not (measured(stock) and measured(patched)) or stock == 0:
+        return NOT_MEASURED
+    return patched / stock
 
 
 def proc_private_kb(pid: int) -> int:

@@ -18,13 +18,13 @@ enum class Outcome : std::uint8_t {
   complete,  // waited the whole time
   closed,    // the client closed its end (FIN)
   reset,     // the connection failed (RST, or another socket error)
-  failed,    // the continuation line could not be sent
 };
 
 const char* outcome_name(Outcome o) noexcept;
 
-// Sends one continuation line; false when it could not.
-using Continuation = bool (*)() noexcept;
+// Sends one continuation line. It does not fail: qmail-smtpd's output ends
+// the process when it cannot write.
+using Continuation = void (*)() noexcept;
 
 struct Result {
   Outcome outcome = Outcome::complete;

@@ -12,7 +12,10 @@
 // connection close and retries later. They are never silently ignored.
 // A program that must not end for want of memory (qmail-send) defines
 // cxx_runtime_wait_for_memory() to wait as its own nomem() does; then
-// allocation is retried for as long as it returns 1.
+// allocation is retried for as long as it returns 1. The process ends
+// through cxx_runtime_exit(), which qmail-smtpd's throttle.cpp defines to
+// give back the unfinished transaction's charges first, as every other exit
+// of qmail-smtpd does (throttle_exit() in throttle.h).
 //
 // For programs that link smtpd-overlay.o or send-overlay.o; the unit tests
 // use the normal runtime.
@@ -27,6 +30,10 @@
 // Weak: qmail-smtpd keeps this one (give up); qmail-send brings its own.
 extern "C" __attribute__((weak)) int cxx_runtime_wait_for_memory(void) { return 0; }
 
+// Weak: programs without a throttle just exit; qmail-smtpd's throttle.cpp
+// brings its own. It must not need memory to end the process.
+extern "C" [[noreturn]] __attribute__((weak)) void cxx_runtime_exit(int status) noexcept { _exit(status); }
+
 namespace {
 
 [[noreturn]] void die(const char* what) noexcept {
@@ -36,7 +43,7 @@ namespace {
   while (what[n] != '\0') ++n;
   (void)!write(2, what, n);
   (void)!write(2, "\n", 1);
-  _exit(1);
+  cxx_runtime_exit(1);
 }
 
 void* allocate(std::size_t n) noexcept {

@@ -24,7 +24,7 @@ struct OpenSsl {
   X(SSL_CTX_set_options) X(SSL_CTX_set_num_tickets) X(SSL_CTX_set_cipher_list)                  \
   X(SSL_CTX_set_ciphersuites) X(SSL_CTX_use_certificate_chain_file)                             \
   X(SSL_CTX_use_PrivateKey_file) X(SSL_CTX_check_private_key) X(SSL_new) X(SSL_set_rfd)         \
-  X(SSL_set_wfd) X(SSL_accept) X(SSL_read) X(SSL_write) X(SSL_shutdown) X(SSL_get_error)        \
+  X(SSL_set_wfd) X(SSL_accept) X(SSL_read) X(SSL_pending) X(SSL_write) X(SSL_shutdown) X(SSL_get_error)        \
   X(SSL_get_version) X(SSL_get_current_cipher) X(SSL_CIPHER_get_name) X(ERR_get_error)          \
   X(ERR_error_string_n) X(ERR_clear_error) X(SSL_CTX_callback_ctrl) X(SSL_get_servername)         \
   X(SSL_set_SSL_CTX)

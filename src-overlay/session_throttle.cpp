@@ -169,7 +169,8 @@ Decision SessionThrottle::rcpt() {
   relay_policy::CounterOrigin origins[relay_policy::max_counters];
   std::size_t n = relay_policy::counters_for_rcpt(lookup_->relay(), !charged_in_transaction_, counters, origins);
   if (n == 0) return Decision::ok;
-  store::ChargeResult r = store()->charge({counters, n}, 1, now(), &receipt_);
+  store::ChargeResult r =
+      with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), &receipt_); });
   if (!r.ok()) return store_fault("charge", r.status, r.reason, false);
   if (!r.accepted) {
     const store::Refusal& f = r.refusal;
@@ -189,7 +190,7 @@ void SessionThrottle::end_transaction(bool queued) {
     receipt_.clear();
     return;
   }
-  store::Result r = store()->refund(receipt_, now());
+  store::Result r = with_store([&](store::Store& st) { return st.refund(receipt_, now()); });
   if (!r.ok()) {
     log("throttle: store fault ip " + logline::field(ip_) + " refund: " + std::string(store::status_name(r.status)) +
         " (" + logline::text(r.reason) + "): charges kept");
@@ -209,7 +210,7 @@ Decision SessionThrottle::auth_attempt() {
   const spamt::AuthFailLimit& a = lookup_->authfail();
   if (a.windows->empty()) return Decision::ok;
   std::vector<store::CounterUsage> usage;
-  store::Result r = store()->usage(a.key, now(), usage);
+  store::Result r = with_store([&](store::Store& st) { return st.usage(a.key, now(), usage); });
   if (!r.ok()) return store_fault("usage", r.status, r.reason, true);
   for (const spamt::Window& w : *a.windows) {
     for (const store::CounterUsage& u : usage) {
@@ -232,7 +233,8 @@ Decision SessionThrottle::auth_failure() {
   store::Limit counters[spamt::max_windows];
   std::size_t n = relay_policy::counters_for_authfail(a, counters);
   if (n == 0) return Decision::ok;
-  store::ChargeResult r = store()->charge({counters, n}, 1, now(), nullptr);
+  store::ChargeResult r =
+      with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), nullptr); });
   if (!r.ok()) {
     // The failure is answered 535 either way; fail-closed cannot make it worse.
     store_fault("charge", r.status, r.reason, true);

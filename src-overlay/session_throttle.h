@@ -95,6 +95,17 @@ class SessionThrottle {
   // there is no usable table) and the store (opened on demand).
   const spamt::Lookup* lookup();
   store::Store* store();
+  // op(store) - the store opened on demand - with store_busy() true
+  // meanwhile. Every store operation of a session goes through here.
+  template <class Op>
+  auto with_store(Op op) {
+    const Busy busy(store_calls_);
+    return op(*store());
+  }
+  // Whether a store operation is under way: a fatal error inside one ends
+  // the process without a refund (throttle_exit()), since the store cannot
+  // be entered again half-way through an operation.
+  bool store_busy() const noexcept { return store_calls_ != 0; }
   bool store_fault_logged() const noexcept { return store_fault_logged_; }
 
   // For the teergrube (smtpd_teergrube.h).
@@ -133,7 +144,16 @@ class SessionThrottle {
   MappedBox<spamt::Lookup> lookup_;
   TableState table_state_ = TableState::unknown;
 
+  struct Busy {
+    unsigned& calls;
+    explicit Busy(unsigned& c) noexcept : calls(c) { ++calls; }
+    ~Busy() { --calls; }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+  };
+
   std::unique_ptr<store::Store> store_;  // store_factory.h
+  unsigned store_calls_ = 0;             // with_store() under way
   bool store_fault_logged_ = false;
   store::Receipt receipt_;  // this transaction's charges
   bool charged_in_transaction_ = false;

@@ -9,6 +9,7 @@
 
 #include "control_file.h"
 #include "logline.h"
+#include "spamt_syntax.h"
 #include "tarpit_budget.h"
 #include "teergrube_delay.h"
 
@@ -16,9 +17,11 @@ namespace teergrube {
 
 namespace {
 
-// The continuation line, "354-TEXT\r\n" (tgtext is at most 200 bytes). Not
-// on the heap: a held session keeps as little there as it can.
-char line[4 + 256 + 3] = "354-";
+// The continuation line, "354-TEXT\r\n" with TEXT at most spamt::tgtext_max
+// bytes. Not on the heap: a held session keeps as little there as it can.
+constexpr std::size_t text_at = 4;  // after "354-"
+char line[text_at + spamt::tgtext_max + 3] = "354-";  // then CR, LF, NUL
+static_assert(sizeof line - text_at - 3 == spamt::tgtext_max, "the line holds the longest tgtext the table accepts");
 bool store_fault_logged = false;
 
 const spamt::TeergrubeSettings* settings_for(throttle::SessionThrottle& s) {
@@ -66,7 +69,8 @@ DataResult at_data(throttle::SessionThrottle& s, std::uint32_t rcpts, int fd, cl
     outcome = compute(params, previous, rcpts, now);
     return store::RecordEdit::put(encode(outcome.next), now + reset_after_ms(params) + 1000);
   };
-  store::Result r = s.store()->update_record(record_key(t->state_key), s.now(), edit);
+  store::Result r =
+      s.with_store([&](store::Store& st) { return st.update_record(record_key(t->state_key), s.now(), edit); });
   if (!r.ok()) {
     if (!store_fault_logged)
       s.emit("throttle: store fault ip " + logline::field(s.ip()) + " teergrube: " +
@@ -99,10 +103,10 @@ DataResult at_data(throttle::SessionThrottle& s, std::uint32_t rcpts, int fd, cl
       break;
   }
 
-  const std::size_t text_len = t->text.copy(line + 4, sizeof line - 7);
-  line[4 + text_len] = '\r';
-  line[5 + text_len] = '\n';
-  line[6 + text_len] = '\0';
+  const std::size_t text_len = t->text.copy(line + text_at, spamt::tgtext_max);
+  line[text_at + text_len] = '\r';
+  line[text_at + text_len + 1] = '\n';
+  line[text_at + text_len + 2] = '\0';
   const std::uint32_t tg_seconds = t->tg_seconds;
   const bool flush = t->flush;
   // Held for minutes, by the thousand: give back what the wait does not

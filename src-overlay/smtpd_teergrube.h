@@ -23,7 +23,7 @@ namespace teergrube {
 
 struct DataResult {
   bool delayed = false;
-  bool client_gone = false;  // closed, reset, or a line could not be sent
+  bool client_gone = false;  // closed or reset
   bool flush = false;        // discard pipelined input now
   unsigned continuations = 0;
 };

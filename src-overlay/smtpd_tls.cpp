@@ -97,6 +97,10 @@ extern "C" int smtpd_tls_active(void) noexcept { return server_built && server()
 
 extern "C" int smtpd_tls_read(int timeout, char* buf, int len) noexcept { return server().read(timeout, buf, len); }
 
+extern "C" int smtpd_tls_read_waiting(char* buf, int len) noexcept {
+  return smtpd_tls_active() ? server().read_waiting(buf, len) : 0;
+}
+
 extern "C" int smtpd_tls_write(int timeout, const char* buf, int len) noexcept {
   return server().write(timeout, buf, len);
 }

@@ -40,6 +40,12 @@ int smtpd_tls_active(void) SMTPD_TLS_NOEXCEPT;
 int smtpd_tls_read(int timeout, char *buf, int len) SMTPD_TLS_NOEXCEPT;
 int smtpd_tls_write(int timeout, const char *buf, int len) SMTPD_TLS_NOEXCEPT;
 
+/* For discarding input sent ahead (the teergrube's flush): what the client
+   sent that can be read now without waiting, from OpenSSL's buffer or whole
+   records on the socket: bytes, or 0 when nothing more is at hand (part of
+   a record is kept for the next smtpd_tls_read()). Never waits. */
+int smtpd_tls_read_waiting(char *buf, int len) SMTPD_TLS_NOEXCEPT;
+
 /* Before exiting: send TLS close_notify if TLS is active. */
 void smtpd_tls_close(void) SMTPD_TLS_NOEXCEPT;
 

@@ -80,9 +80,20 @@ extern "C" void throttle_transaction(int queued) noexcept {
 extern "C" const char* throttle_reply(void) noexcept { return session().reply().c_str(); }
 
 extern "C" void throttle_exit(int status) noexcept {
-  if (started) session().end_transaction(false);
+  // Not twice (a refund that itself ran out of memory ends here again), and
+  // not from inside a store operation, which cannot be entered again half-way
+  // through: then the charges stay until their window passes.
+  static bool refunding = false;
+  if (started && !refunding && !throttle::current_session().store_busy()) {
+    refunding = true;
+    session().end_transaction(false);
+  }
   _exit(status);
 }
+
+// cxx_runtime.cpp's fatal end (out of memory, a library precondition) is one
+// more way out of qmail-smtpd: it gives back what was not queued, too.
+extern "C" void cxx_runtime_exit(int status) noexcept { throttle_exit(status); }
 
 extern "C" int throttle_auth_attempt(void) noexcept {
   if (nothing_configured()) return THROTTLE_OK;
@@ -104,9 +115,8 @@ namespace {
 void (*teergrube_say)(const char*) = nullptr;
 teergrube::DataResult teergrube_result;
 
-bool say_continuation() noexcept {
-  teergrube_say(teergrube::line_text());
-  return true;  // qmail-smtpd's flush() ends the process when it cannot write
+void say_continuation() noexcept {
+  teergrube_say(teergrube::line_text());  // qmail-smtpd's flush() ends the process when it cannot write
 }
 
 }  // namespace

@@ -46,7 +46,11 @@ void throttle_transaction(int queued) THROTTLE_NOEXCEPT;
 const char *throttle_reply(void) THROTTLE_NOEXCEPT;
 
 /* Every exit of qmail-smtpd: gives back what an unfinished transaction was
-   charged, then _exit(status). qmail-smtpd.c maps _exit to it. */
+   charged, then _exit(status). qmail-smtpd.c maps _exit to it, and the C++
+   runtime's fatal end (cxx_runtime.cpp: out of memory) calls it too. A
+   fatal end inside a store operation, or inside this refund, exits without
+   one (the store cannot be entered again half-way): those charges stay
+   until their window passes. */
 #ifdef __cplusplus
 [[noreturn]]
 #endif
@@ -77,7 +81,9 @@ void throttle_user(const char *user) THROTTLE_NOEXCEPT;
    continuation lines were sent (the reply to DATA has begun) and
    throttle_data_flush() is 1 if qmail-smtpd must discard what the client
    sent ahead; throttle_input_pending() says whether input is waiting on
-   descriptor 0. */
+   descriptor 0 - for a plain session: under TLS, input may already sit in
+   OpenSSL's buffer, or be part of a record, and smtpd_tls_read_waiting()
+   (smtpd_tls.h) discards it without waiting. */
 int throttle_pipelining(void) THROTTLE_NOEXCEPT;
 int throttle_data(unsigned int rcpts, void (*say)(const char *line)) THROTTLE_NOEXCEPT;
 int throttle_data_continued(void) THROTTLE_NOEXCEPT;

@@ -243,6 +243,21 @@ int Server::read(int timeout, char* buf, int len) {
   return errno == ETIMEDOUT ? -1 : 0;  // a broken stream ends like EOF
 }
 
+int Server::read_waiting(char* buf, int len) {
+  if (!active_) return 0;
+  if (lib_->SSL_pending(ssl_) <= 0) {  // nothing decrypted left: any input on the socket?
+    pollfd p{};
+    p.fd = rfd_;
+    p.events = POLLIN;
+    if (poll(&p, 1, 0) <= 0) return 0;
+  }
+  // The socket is non-blocking (handshake()): part of a record is read into
+  // OpenSSL's buffer and SSL_read answers "want read" instead of waiting.
+  lib_->ERR_clear_error();
+  int r = lib_->SSL_read(ssl_, buf, len);
+  return r > 0 ? r : 0;
+}
+
 int Server::write(int timeout, const char* buf, int len) {
   if (!active_) {
     errno = EBADF;

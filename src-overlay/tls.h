@@ -61,6 +61,11 @@ class Server {
   // > 0 bytes; 0 end of stream; -1 with errno (ETIMEDOUT on timeout).
   int read(int timeout, char* buf, int len);
   int write(int timeout, const char* buf, int len);
+  // What can be read now without waiting: > 0 bytes the client sent that
+  // OpenSSL has buffered or can decrypt from whole records already on the
+  // socket; 0 when nothing more is at hand - no input, only part of a
+  // record (kept for the next read()), or an end that read() will report.
+  int read_waiting(char* buf, int len);
   // Sends close_notify, waiting at most timeout seconds.
   void close(int timeout);
 

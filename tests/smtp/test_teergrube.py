@@ -10,6 +10,7 @@ delay), not from a clock."""
 
 import re
 import socket
+import ssl
 import struct
 import time
 
@@ -229,6 +230,116 @@ def test_continuation_lines_over_tls(qmail):
     t = ta.starttls(s)
     assert t.cmd("EHLO client.example").startswith(b"250")
     second_message_is_held(srv, t, 3, b"354-slow down\r\n354-slow down\r\n")
+
+
+class RecordTls:
+    """A TLS client whose records the test can cut: ssl's memory BIOs over a
+    plain socket. Socket-like (sendall, recv, close) for qh.Session."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ta.client_context().wrap_bio(self.incoming, self.outgoing, server_hostname=ta.HOSTNAME)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+                self._feed()
+        self.sock.sendall(self.outgoing.read())
+
+    def _feed(self) -> bool:
+        data = self.sock.recv(65536)
+        self.incoming.write(data)
+        return data != b""
+
+    def records(self, data: bytes) -> bytes:
+        """`data` as TLS records on the wire (not sent)."""
+        self.tls.write(data)
+        return self.outgoing.read()
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(self.records(data))
+
+    def recv(self, n: int) -> bytes:
+        while True:
+            try:
+                return self.tls.read(n)
+            except ssl.SSLWantReadError:
+                if not self._feed():
+                    return b""
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def tls_flush_transaction(qmail, records: bool = False):
+    """Under STARTTLS, with flush: a message, then MAIL and RCPT of a second
+    one that will be held. (server, session over TLS)"""
+    ta.install_cert(qmail.control)
+    rl.table(qmail, '127.0.0.0/8 st=1000 stmax=1500 flush=yes\n')
+    srv = qmail.smtpd()
+    s = ta.connect(srv)
+    s.cmd("EHLO client.example")
+    if records:
+        assert s.cmd("STARTTLS") == b"220 2.0.0 ready to start TLS\r\n"
+        t = qh.Session(RecordTls(s.sock))
+    else:
+        t = ta.starttls(s)
+    assert b"PIPELINING" not in t.cmd("EHLO client.example")
+    message(t)
+    assert t.cmd("MAIL FROM:<a@client.example>").startswith(b"250 ")
+    assert t.cmd("RCPT TO:<u@test.example>").startswith(b"250 ")
+    return srv, t
+
+
+def second_body(qmail) -> bytes:
+    bodies = [m["body"] for m in qmail.queue.messages()]
+    assert len(bodies) == 2
+    (second,) = [b for b in bodies if b"after the 354" in b]
+    return second
+
+
+def test_flush_under_tls_discards_what_openssl_has_buffered(qmail):
+    srv, t = tls_flush_transaction(qmail)
+    # one TLS record of DATA and a message: qmail-smtpd's first read takes
+    # 1024 bytes of it, the rest waits in OpenSSL's buffer, not on the socket
+    t.send("DATA\r\nSubject: spam\r\n\r\n" + "buy now\r\n" * 300)
+    assert t.reply() == b"354 go ahead\r\n"
+    assert t.cmd("Subject: real\r\n\r\nafter the 354\r\n.").startswith(b"250 ok ")
+    t.close()
+    second = second_body(qmail)
+    assert b"buy now" not in second and b"Subject: spam" not in second
+    assert len(delays(srv)) == 1  # it was held
+
+
+def test_flush_under_tls_does_not_wait_for_the_rest_of_a_record(qmail):
+    srv, t = tls_flush_transaction(qmail, records=True)
+    tls = t.sock
+    data = tls.records(b"DATA\r\n")
+    body = tls.records(b"Subject: real\r\n\r\nafter the 354\r\n.\r\n")
+    # DATA, and behind it the first bytes of the body's record only: a
+    # discard that waited for the rest would wait for the session's timeout
+    # (20 minutes; the client gives up after its socket's 60 s)
+    tls.sock.sendall(data + body[:10])
+    assert t.reply() == b"354 go ahead\r\n"
+    tls.sock.sendall(body[10:])
+    assert t.reply().startswith(b"250 ok ")
+    t.close()
+    assert b"after the 354" in second_body(qmail)
+    assert len(delays(srv)) == 1  # it was held
+
+
+def test_the_longest_tgtext_is_sent_whole(qmail):
+    text = ("hold on " * 25)[:199] + "!"  # spamt(5): tgtext is at most 200 characters
+    assert len(text) == 200
+    rl.table(qmail, f'127.0.0.0/8 st=100000 stmax=2000 tg=1 tgtext="{text}"\n')
+    srv = qmail.smtpd()
+    s = rl.session(srv)
+    second_message_is_held(srv, s, 2, b"354-" + text.encode() + b"\r\n")
 
 
 def test_throttlectl_shows_and_resets_a_clients_teergrube_state(qmail, any_store):

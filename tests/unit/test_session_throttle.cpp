@@ -131,6 +131,19 @@ TEST_F(SessionThrottleTest, AnUnqueuedTransactionGivesEverythingBack) {
   EXPECT_NE(s->reply().find("messages per 1h"), std::string::npos) << s->reply();
 }
 
+// throttle_exit() refunds on a fatal error only outside store operations.
+TEST_F(SessionThrottleTest, TheStoreIsBusyOnlyWhileAnOperationRuns) {
+  table("default rcpt=10/1h\n");
+  auto s = session("192.0.2.7");
+  EXPECT_FALSE(s->store_busy());
+  EXPECT_EQ(s->rcpt(), Decision::ok);
+  EXPECT_FALSE(s->store_busy());
+  EXPECT_TRUE(s->with_store([&](store::Store&) { return s->store_busy(); }));
+  EXPECT_FALSE(s->store_busy());
+  s->end_transaction(false);
+  EXPECT_FALSE(s->store_busy());
+}
+
 TEST_F(SessionThrottleTest, ARefundAfterTheWindowMovedOnTakesNothingFromNewCharges) {
   table("default rcpt=2/1m\n");
   auto s = session("192.0.2.7");

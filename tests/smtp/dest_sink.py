@@ -5,7 +5,11 @@ Each listener (ADDRESS:PORT) is one remote server; labels group listeners
 into the destinations a test checks (a domain, an MX host group, an address
 block). The sink counts, per listener and per label, the sessions open at
 once, seen from the server: from the accepted connection until the client's
-QUIT or its close, whichever comes first. It records every delivery as
+QUIT or its close, whichever comes first, in the order the kernel received
+them: before a new session is counted, every open session whose QUIT or
+close has already arrived (read or still in the socket) is counted as gone,
+so a busy event loop that runs the new accept first cannot show an overlap
+the server never had. It records every delivery as
 "<X-Sink-Id> <recipient>" so that a delivery made twice shows up twice.
 
     dest_sink.py --status FILE --record FILE --listen ADDR:PORT=LABEL[+LABEL...] ...
@@ -37,8 +41,10 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import signal
+import socket
 import sys
 import time
 
@@ -58,6 +64,25 @@ class Counter:
 
     def down(self):
         self.open -= 1
+
+
+QUIT_LINE = re.compile(rb"(?:^|\n)QUIT\r?\n", re.IGNORECASE)
+
+
+def departed(reader, writer) -> bool:
+    if getattr(reader, "_eof", False) or reader.at_eof() or QUIT_LINE.search(bytes(getattr(reader, "_buffer", b""))):
+        return True
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        with socket.socket(fileno=os.dup(sock.fileno())) as s:
+            pending = s.recv(1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:  # reset, or already closed
+        return True
+    return pending == b"" or QUIT_LINE.search(pending) is not None
 
 
 class Listener:
@@ -96,6 +121,7 @@ class Listener:
     async def session(self, reader, writer):
         self.sessions += 1
         self.starts.append(time.monotonic())
+        self.sink.settle_departures()
         for c in self.counters():
             c.up()
         state = {"open": True}
@@ -103,8 +129,12 @@ class Listener:
         def close():
             if state["open"]:
                 state["open"] = False
+                self.sink.open_sessions.pop(key, None)
                 for c in self.counters():
                     c.down()
+
+        key = id(state)
+        self.sink.open_sessions[key] = (reader, writer, close)
 
         try:
             if self.mode == "421":
@@ -141,6 +171,15 @@ class Sink:
         self.hold_seconds = 0.0  # > 0: hold for this long instead of until released
         self.released = asyncio.Event()
         self.pong = 0
+        self.open_sessions: dict[int, tuple] = {}  # counted sessions: (reader, writer, close)
+
+    def settle_departures(self):
+        """Count as gone every open session whose client has already sent
+        QUIT or closed, as far as the kernel knows: in the reader's buffer
+        or still unread in the socket (peeked, never consumed)."""
+        for reader, writer, close in list(self.open_sessions.values()):
+            if departed(reader, writer):
+                close()
 
     async def wait_release(self, listener: Listener):
         if not self.holding or listener.passing:

@@ -1,17 +1,16 @@
-// spamt-lookup: time LimitsTable open() and full identity lookups, with
-// pread() access (qmail-smtpd's) and with mmap().
+// spamt-lookup: time LimitsTable open() and full identity lookups (the
+// table is read with pread(), as qmail-smtpd reads it).
 //
 // usage: spamt-lookup TABLE.cdb QUERIES ROUNDS
 //   QUERIES: one client per line, "IP" or "IP USER".
-// For each access mode it prints key=value lines (suffix _read or _map),
+// It prints key=value lines (suffix _read: the reader's pread() access),
 // each the best of three repetitions (the lowest median; the machine is
 // shared and interference only adds time):
 //   median_ns, p99_ns, mean_ns  one lookup in a table kept open: every query
 //                               ROUNDS times in shuffled order, each timed on
 //                               its own (the timer's median cost subtracted)
 //   connection_ns               median of open + one lookup + close: what one
-//                               qmail-smtpd connection pays (a fresh mapping
-//                               page-faults on every page it touches)
+//                               qmail-smtpd connection pays
 // and lookups=, hits= (queries with a relay budget or an exemption).
 // Built by bench/cases/spamt_lookup.py with conf-cxx's flags.
 
@@ -27,8 +26,6 @@
 #include "limits_table.h"
 
 namespace {
-
-using Access = spamt::LimitsTable::Access;
 
 std::int64_t now_ns() {
   timespec ts;
@@ -65,7 +62,7 @@ Timing summarize(const std::vector<std::int64_t>& times) {
 // Each measurement is repeated three times and the repetition with the
 // lowest median reported: the machine is shared, and interference only
 // ever adds time.
-int measure(const char* path, const std::vector<Query>& queries, int rounds, Access access, const char* suffix) {
+int measure(const char* path, const std::vector<Query>& queries, int rounds, const char* suffix) {
   std::int64_t connection_best = 0;
   std::mt19937 pick(7);
   for (int rep = 0; rep < 3; ++rep) {
@@ -75,7 +72,7 @@ int measure(const char* path, const std::vector<Query>& queries, int rounds, Acc
       const Query& q = queries[pick() % queries.size()];
       std::int64_t t0 = now_ns();
       spamt::LimitsTable t;
-      spamt::TableStatus st = t.open(path, access);
+      spamt::TableStatus st = t.open(path);
       t.lookup(q.ip, q.user, result);
       t.close();
       connection.push_back(now_ns() - t0);
@@ -89,7 +86,7 @@ int measure(const char* path, const std::vector<Query>& queries, int rounds, Acc
   }
 
   spamt::LimitsTable table;
-  table.open(path, access);
+  table.open(path);
   std::vector<std::size_t> order;
   for (int r = 0; r < rounds; ++r)
     for (std::size_t i = 0; i < queries.size(); ++i) order.push_back(i);
@@ -150,7 +147,5 @@ int main(int argc, char** argv) {
   }
   int rounds = std::atoi(argv[3]);
   if (queries.empty() || rounds < 1) return 100;
-  int r = measure(argv[1], queries, rounds, Access::map, "map");
-  if (r == 0) r = measure(argv[1], queries, rounds, Access::read, "read");
-  return r;
+  return measure(argv[1], queries, rounds, "read");
 }

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include <cdb.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -81,7 +82,7 @@ void Lookup::reset() noexcept {
   client_key_len_ = 0;
 }
 
-TableStatus LimitsTable::open(const char* path, Access access) noexcept {
+TableStatus LimitsTable::open(const char* path) noexcept {
   close();
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -89,13 +90,12 @@ TableStatus LimitsTable::open(const char* path, Access access) noexcept {
     status_ = errno_ == ENOENT ? TableStatus::missing : TableStatus::unreadable;
     return status_;
   }
-  return open_fd(fd, access);
+  return open_fd(fd);
 }
 
-TableStatus LimitsTable::open_fd(int fd, Access access) noexcept {
+TableStatus LimitsTable::open_fd(int fd) noexcept {
   close();
   fd_ = fd;
-  access_ = access;
   auto fail = [this](TableStatus s, int err = 0) {
     close();
     status_ = s;
@@ -107,22 +107,16 @@ TableStatus LimitsTable::open_fd(int fd, Access access) noexcept {
   // a cdb has a 2048-byte header, and 32-bit positions
   if (st.st_size < 2048 || st.st_size > 0xffffffffLL) return fail(TableStatus::corrupt);
   size_ = static_cast<std::uint32_t>(st.st_size);
-  std::size_t prefetched = 0;  // bytes from offset 2048 on already in default_.bytes
-  if (access == Access::map) {
-    errno = 0;
-    if (cdb_init(&cdb_, fd) != 0) return fail(errno == EPROTO ? TableStatus::corrupt : TableStatus::unreadable, errno);
-    mapped_ = true;
-  } else {
-    // One read: the header into tables_, and what follows it (the first
-    // records, below) into default_.bytes.
-    struct iovec iov[2] = {{tables_, sizeof tables_}, {default_.bytes, sizeof default_.bytes}};
-    ssize_t got;
-    do got = ::preadv(fd, iov, 2, 0);
-    while (got < 0 && errno == EINTR);
-    if (got < static_cast<ssize_t>(sizeof tables_)) return fail(TableStatus::unreadable, got < 0 ? errno : EIO);
-    prefetched = static_cast<std::size_t>(got) - sizeof tables_;
-    for (std::uint32_t& t : tables_) t = cdb_unpack(reinterpret_cast<const unsigned char*>(&t));
-  }
+  // One read: the header into tables_, and what follows it (the first
+  // records, below) into default_.bytes.
+  struct iovec iov[2] = {{tables_, sizeof tables_}, {default_.bytes, sizeof default_.bytes}};
+  ssize_t got;
+  do got = ::preadv(fd, iov, 2, 0);
+  while (got < 0 && errno == EINTR);
+  if (got < static_cast<ssize_t>(sizeof tables_)) return fail(TableStatus::unreadable, got < 0 ? errno : EIO);
+  // bytes from offset 2048 on already in default_.bytes
+  std::size_t prefetched = static_cast<std::size_t>(got) - sizeof tables_;
+  for (std::uint32_t& t : tables_) t = cdb_unpack(reinterpret_cast<const unsigned char*>(&t));
   status_ = TableStatus::ok;
 
   // "!format", "!index" and "!default" are the first records, in the
@@ -152,11 +146,8 @@ TableStatus LimitsTable::open_fd(int fd, Access access) noexcept {
 }
 
 void LimitsTable::close() noexcept {
-  if (mapped_) cdb_free(&cdb_);
-  mapped_ = false;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  cdb_ = {};
   size_ = 0;
   index_ = format::Index{};
   default_.entry = Entry{};
@@ -179,45 +170,25 @@ bool LimitsTable::read_exact(void* buf, std::size_t n, std::uint32_t pos) noexce
 
 int LimitsTable::record_at(std::uint32_t pos, char* buf, std::string_view& key, std::string_view& value,
                            std::uint32_t& next) noexcept {
-  const unsigned char* p;
-  std::size_t avail;
-  if (access_ == Access::map) {
-    if (pos > size_) return -1;
-    p = static_cast<const unsigned char*>(cdb_get(&cdb_, 0, pos));
-    avail = size_ - pos;
-  } else {
-    // most records are a few hundred bytes: read 512, then the rest if needed
-    if (pos > size_) return -1;
-    const std::size_t most = size_ - pos < format::record_max ? size_ - pos : format::record_max;
-    avail = most < 512 ? most : 512;
-    if (!read_exact(buf, avail, pos)) return -1;
-    p = reinterpret_cast<const unsigned char*>(buf);
-    if (avail >= 8) {
-      std::size_t need = std::size_t{8} + cdb_unpack(p) + cdb_unpack(p + 4);
-      if (need > avail && need <= most) {
-        if (!read_exact(buf + avail, need - avail, pos + static_cast<std::uint32_t>(avail))) return -1;
-        avail = need;
-      }
-    }
+  // most records are a few hundred bytes: read 512, then the rest if needed
+  if (pos > size_) return -1;
+  const std::size_t most = size_ - pos < format::record_max ? size_ - pos : format::record_max;
+  std::size_t avail = most < 512 ? most : 512;
+  if (!read_exact(buf, avail, pos)) return -1;
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(buf);
+  if (avail < 8) return 0;
+  std::size_t need = std::size_t{8} + cdb_unpack(p) + cdb_unpack(p + 4);
+  if (need > avail && need <= most) {
+    if (!read_exact(buf + avail, need - avail, pos + static_cast<std::uint32_t>(avail))) return -1;
+    avail = need;
   }
-  if (p == nullptr || avail < 8) return avail < 8 ? 0 : -1;
   return parse_record(p, avail, pos, key, value, next);
-}
-
-int LimitsTable::get(std::string_view key, char* buf, std::string_view& value) noexcept {
-  if (access_ == Access::read) return get_read(key, buf, value);
-  int r = cdb_find(&cdb_, key.data(), static_cast<unsigned>(key.size()));
-  if (r <= 0) return r < 0 ? -1 : 0;
-  const void* v = cdb_get(&cdb_, cdb_datalen(&cdb_), cdb_datapos(&cdb_));
-  if (v == nullptr) return -1;
-  value = {static_cast<const char*>(v), cdb_datalen(&cdb_)};
-  return 1;
 }
 
 // cdb(5) lookup with pread(): the key's hash picks one of 256 tables and a
 // slot in it; slots (hash, record position) are probed in order, eight per
 // read, until an empty one.
-int LimitsTable::get_read(std::string_view key, char* buf, std::string_view& value) noexcept {
+int LimitsTable::get(std::string_view key, char* buf, std::string_view& value) noexcept {
   const std::uint32_t h = cdb_hash(key.data(), static_cast<unsigned>(key.size()));
   const std::uint32_t tpos = tables_[2 * (h & 255)], tlen = tables_[2 * (h & 255) + 1];
   if (tlen == 0) return 0;
@@ -297,83 +268,95 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   if (status_ != TableStatus::ok) return LookupStatus::not_open;
   if (user.size() > name_max) return LookupStatus::bad_user;
 
-  const bool v4 = addr.family == ip::Family::v4;
-  out.client_key_len_ = block_key(addr, v4 ? 32 : client_prefix6, out.client_key_);
-  const std::string_view client_key = out.client_key();
-
-  // the user and the user's domain, in lower case
+  out.client_key_len_ = block_key(addr, addr.family == ip::Family::v4 ? 32 : client_prefix6, out.client_key_);
+  // the user in lower case
   char name[name_max];
   for (std::size_t i = 0; i < user.size(); ++i) name[i] = lower(user[i]);
   const std::string_view lowered(name, user.size());
-  if (!lowered.empty()) {
-    if (index_.has_users) {
-      int r = find_user(lowered, out.user_, out.bytes_[Lookup::user_bytes]);
-      if (r < 0) return LookupStatus::corrupt;
-      out.has_user_ = r == 1 && out.user_.has_relay;
-    }
-    std::size_t at = lowered.rfind('@');
-    if (index_.has_domains && at != std::string_view::npos && at + 1 < lowered.size()) {
-      int r = find_domain(lowered.substr(at + 1), out.domain_, out.bytes_[Lookup::domain_bytes]);
-      if (r < 0) return LookupStatus::corrupt;
-      out.has_domain_ = r == 1 && out.domain_.has_relay;
-    }
-  }
 
-  // The most specific IP entry (longest prefix first; the index says which
-  // lengths exist). For each kind of setting it lacks, its record names the
-  // most specific less specific block that has it: one more probe at most,
-  // shared when two kinds come from the same block.
-  const format::PrefixSet* sets = v4 ? index_.v4 : index_.v6;
+  if (!find_identities(lowered, out)) return LookupStatus::corrupt;
+  IpEntries ip;
+  if (!walk_prefixes(addr, !lowered.empty(), out, ip)) return LookupStatus::corrupt;
+  add_budgets(lowered, out);
+  resolve_teergrube(addr, ip.teergrube, out);
+  resolve_authfail(ip.authfail, out);
+  return LookupStatus::ok;
+}
+
+// Identities: the user's entry and the user's domain's entry, when they
+// have relay settings. False when a record is unreadable.
+bool LimitsTable::find_identities(std::string_view lowered, Lookup& out) noexcept {
+  if (lowered.empty()) return true;
+  if (index_.has_users) {
+    int r = find_user(lowered, out.user_, out.bytes_[Lookup::user_bytes]);
+    if (r < 0) return false;
+    out.has_user_ = r == 1 && out.user_.has_relay;
+  }
+  std::size_t at = lowered.rfind('@');
+  if (index_.has_domains && at != std::string_view::npos && at + 1 < lowered.size()) {
+    int r = find_domain(lowered.substr(at + 1), out.domain_, out.bytes_[Lookup::domain_bytes]);
+    if (r < 0) return false;
+    out.has_domain_ = r == 1 && out.domain_.has_relay;
+  }
+  return true;
+}
+
+// Prefix walk: the most specific IP entry (longest prefix first; the index
+// says which lengths exist). For each kind of setting it lacks, its record
+// names the most specific less specific block that has it: one more probe
+// at most, shared when two kinds come from the same block. Sets
+// out.relay_ip_ and `ip`; false when a record is unreadable or wrong.
+bool LimitsTable::walk_prefixes(const ip::Address& addr, bool authenticated, Lookup& out, IpEntries& ip) noexcept {
+  const format::PrefixSet* sets = addr.family == ip::Family::v4 ? index_.v4 : index_.v6;
   const format::PrefixSet present = sets[format::relay] | sets[format::teergrube] | sets[format::authfail];
-  const Entry* tg_entry = nullptr;
-  const Entry* af_entry = nullptr;
   int found = 0;
   for (int p = present.highest(static_cast<int>(addr.bits())); p >= 0; p = present.highest(p - 1)) {
     found = find_network(addr, static_cast<unsigned>(p), out.ip_[0], out.bytes_[Lookup::ip_bytes]);
-    if (found < 0) return LookupStatus::corrupt;
+    if (found < 0) return false;
     if (found == 1) break;
   }
-  if (found == 1) {
-    const Entry& first = out.ip_[0];
-    out.ip_count_ = 1;
-    bool bad = false;
-    // the block of prefix `which` names, decoded once into a free slot
-    auto ancestor = [&](int which) -> const Entry* {
-      std::uint8_t p = first.ancestors[which];
-      if (p == format::no_ancestor) return nullptr;
-      for (std::size_t i = 1; i < out.ip_count_; ++i)
-        if (out.ip_[i].network.prefix == p) return &out.ip_[i];
-      Entry& slot = out.ip_[out.ip_count_];
-      if (find_network(addr, p, slot, out.bytes_[Lookup::ip_bytes + out.ip_count_]) != 1) {
-        bad = true;
-        return nullptr;
-      }
-      ++out.ip_count_;
-      return &slot;
-    };
-    const bool authenticated = !lowered.empty();
-    auto counts_for_relay = [authenticated](const Entry& e) {
-      return e.has_relay && !(e.relay.unauthenticated && authenticated);
-    };
-    if (counts_for_relay(first)) {
-      out.relay_ip_ = &first;
-    } else if ((out.relay_ip_ = ancestor(authenticated ? format::up_relay_authenticated : format::up_relay))) {
-      bad = bad || !counts_for_relay(*out.relay_ip_);
+  if (found != 1) return true;
+  const Entry& first = out.ip_[0];
+  out.ip_count_ = 1;
+  bool bad = false;
+  // the block of prefix `which` names, decoded once into a free slot
+  auto ancestor = [&](int which) -> const Entry* {
+    std::uint8_t p = first.ancestors[which];
+    if (p == format::no_ancestor) return nullptr;
+    for (std::size_t i = 1; i < out.ip_count_; ++i)
+      if (out.ip_[i].network.prefix == p) return &out.ip_[i];
+    Entry& slot = out.ip_[out.ip_count_];
+    if (find_network(addr, p, slot, out.bytes_[Lookup::ip_bytes + out.ip_count_]) != 1) {
+      bad = true;
+      return nullptr;
     }
-    if (first.has_teergrube) {
-      tg_entry = &first;
-    } else if ((tg_entry = ancestor(format::up_teergrube))) {
-      bad = bad || !tg_entry->has_teergrube;
-    }
-    if (first.has_authfail) {
-      af_entry = &first;
-    } else if ((af_entry = ancestor(format::up_authfail))) {
-      bad = bad || !af_entry->has_authfail;
-    }
-    if (bad) return LookupStatus::corrupt;
+    ++out.ip_count_;
+    return &slot;
+  };
+  auto counts_for_relay = [authenticated](const Entry& e) {
+    return e.has_relay && !(e.relay.unauthenticated && authenticated);
+  };
+  if (counts_for_relay(first)) {
+    out.relay_ip_ = &first;
+  } else if ((out.relay_ip_ = ancestor(authenticated ? format::up_relay_authenticated : format::up_relay))) {
+    bad = bad || !counts_for_relay(*out.relay_ip_);
   }
+  if (first.has_teergrube) {
+    ip.teergrube = &first;
+  } else if ((ip.teergrube = ancestor(format::up_teergrube))) {
+    bad = bad || !ip.teergrube->has_teergrube;
+  }
+  if (first.has_authfail) {
+    ip.authfail = &first;
+  } else if ((ip.authfail = ancestor(format::up_authfail))) {
+    bad = bad || !ip.authfail->has_authfail;
+  }
+  return !bad;
+}
 
-  // relay budgets
+// Budgets: user, domain and IP entry at once, else the default as a
+// template (per user, or per client); none when any of them is exempt.
+void LimitsTable::add_budgets(std::string_view lowered, Lookup& out) noexcept {
   auto add_budget = [&out](const Entry& e, std::string_view key) {
     Budget& b = out.budgets_[out.budget_count_++];
     b.entry = &e;
@@ -384,6 +367,7 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
     b.action = e.relay.action;
     if (e.relay.exempt && out.exempt_by_ == nullptr) out.exempt_by_ = &e;
   };
+  const std::string_view client_key = out.client_key();
   if (out.has_user_) add_budget(out.user_, out.user_.budget_key);
   if (out.has_domain_) add_budget(out.domain_, out.domain_.budget_key);
   if (out.relay_ip_ != nullptr)
@@ -396,8 +380,13 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
     add_budget(fallback, key);
   }
   if (out.exempt_by_ != nullptr) out.budget_count_ = 0;
+}
 
-  // teergrube: the IP entry's fields, then the default's, then built-ins
+// Teergrube: the IP entry's fields, then the default's, then built-ins; and
+// the key of the state the client shares.
+void LimitsTable::resolve_teergrube(const ip::Address& addr, const Entry* tg_entry, Lookup& out) noexcept {
+  const bool v4 = addr.family == ip::Family::v4;
+  const Entry& fallback = default_.entry;
   const Entry* dflt = index_.has_default && fallback.has_teergrube ? &fallback : nullptr;
   const std::uint16_t eset = tg_entry ? tg_entry->teergrube.set : 0;
   const std::uint16_t dset = dflt ? dflt->teergrube.set : 0;
@@ -437,12 +426,16 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
     n += put(out.state_key_ + n, t.group);
     t.state_key = {out.state_key_, n};
   } else if (state_prefix == (v4 ? 32u : client_prefix6)) {
-    t.state_key = client_key;  // the usual case: per client
+    t.state_key = out.client_key();  // the usual case: per client
   } else {
     t.state_key = {out.state_key_, block_key(addr, state_prefix, out.state_key_)};
   }
+}
 
-  // AUTH failures: per client address
+// AUTH failures: the IP entry's limit, else the default's; per client address.
+void LimitsTable::resolve_authfail(const Entry* af_entry, Lookup& out) noexcept {
+  const Entry& fallback = default_.entry;
+  const std::string_view client_key = out.client_key();
   if (af_entry != nullptr) {
     out.authfail_ = AuthFailLimit{&af_entry->authfail, client_key, af_entry};
   } else if (index_.has_default && fallback.has_authfail) {
@@ -450,7 +443,6 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   } else {
     out.authfail_ = AuthFailLimit{&no_windows, client_key, nullptr};
   }
-  return LookupStatus::ok;
 }
 
 }  // namespace spamt

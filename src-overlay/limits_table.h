@@ -41,16 +41,15 @@
 //   writing ALICE@Example.COM); a user longer than name_max is bad input.
 //
 // Cost. qmail-smtpd is a fresh process per connection that looks up one
-// or two clients, so by default the table is read with pread(): open() is
-// open+fstat and one read (preadv); a lookup reads one hash slot group and
-// one record per probe (one probe per prefix length present, stopping at
-// the first hit, plus at most three for less specific entries). Access::map
-// maps the file instead (tinycdb's mmap reader): no system calls per lookup,
-// but mmap/munmap and a page fault for every page first touched - cheaper
-// only for a process that looks up many clients. lookup() allocates nothing
-// either way: results point into the table, the mapping or the Lookup
-// object. Nothing here throws, uses iostreams or has a global constructor:
-// it is linked into qmail-smtpd.
+// or two clients, so the table is read with pread(), never mapped: open()
+// is open+fstat and one read (preadv); a lookup reads one hash slot group
+// and one record per probe (one probe per prefix length present, stopping
+// at the first hit, plus at most three for less specific entries). Every
+// user of the table (qmail-smtpd, qmail-newspamt, qmail-throttlectl, the
+// tests, the fuzzers and the bench) reads it this one way. lookup()
+// allocates nothing: results point into the table or the Lookup object.
+// Nothing here throws, uses iostreams or has a global constructor: it is
+// linked into qmail-smtpd.
 
 #ifndef QT_LIMITS_TABLE_H
 #define QT_LIMITS_TABLE_H
@@ -59,8 +58,6 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
-
-#include <cdb.h>
 
 #include "ip_address.h"
 #include "spamt_format.h"
@@ -72,7 +69,7 @@ enum class TableStatus : std::uint8_t {
   closed,         // open() not called (or failed and closed)
   ok,
   missing,        // no such file: there is no table
-  unreadable,     // open/fstat/mmap failed (errno in LimitsTable::error())
+  unreadable,     // open/fstat/read failed (errno in LimitsTable::error())
   corrupt,        // not a valid cdb, or its index record is damaged
   wrong_version,  // no "!format" key, or another format (e.g. qmail-newst's)
 };
@@ -88,8 +85,7 @@ enum class LookupStatus : std::uint8_t {
 std::string_view status_name(TableStatus s) noexcept;
 std::string_view status_name(LookupStatus s) noexcept;
 
-// A decoded entry, and the bytes its views point into when the table is
-// read with pread() (with Access::map they point into the mapping).
+// A decoded entry, and the bytes its views point into.
 struct Record {
   Entry entry;
   char bytes[format::record_max];
@@ -173,7 +169,7 @@ class Lookup {
   void reset() noexcept;
 
   // The decoded entries, together at the start; the bytes their views point
-  // into (with Access::read) come last, one record_max buffer each, so a
+  // into come last, one record_max buffer each, so a
   // lookup that reads no record touches only the first page of a fresh
   // Lookup.
   Entry user_, domain_;
@@ -197,20 +193,15 @@ class Lookup {
 
 class LimitsTable {
  public:
-  enum class Access : std::uint8_t {
-    read,  // pread() per probe: cheapest for a process that looks up a few clients
-    map,   // mmap() the file: cheapest for many lookups in one process
-  };
-
   LimitsTable() = default;
   ~LimitsTable() { close(); }
   LimitsTable(const LimitsTable&) = delete;
   LimitsTable& operator=(const LimitsTable&) = delete;
 
   // Opens and checks the table (format version, index, default entry).
-  TableStatus open(const char* path, Access access = Access::read) noexcept;
+  TableStatus open(const char* path) noexcept;
   // Takes over an open descriptor (closed by close()).
-  TableStatus open_fd(int fd, Access access = Access::read) noexcept;
+  TableStatus open_fd(int fd) noexcept;
   void close() noexcept;
 
   TableStatus status() const noexcept { return status_; }
@@ -230,25 +221,32 @@ class LimitsTable {
   int find_network(const ip::Address& a, unsigned prefix, Record& out) noexcept;
 
  private:
+  // The steps of lookup(), in order (limits_table.cpp).
+  struct IpEntries {
+    const Entry* teergrube = nullptr;  // the IP entry with teergrube settings, or null
+    const Entry* authfail = nullptr;   // ... with authfail=, or null
+  };
+  bool find_identities(std::string_view lowered_user, Lookup& out) noexcept;
+  bool walk_prefixes(const ip::Address& a, bool authenticated, Lookup& out, IpEntries& ip) noexcept;
+  void add_budgets(std::string_view lowered_user, Lookup& out) noexcept;
+  void resolve_teergrube(const ip::Address& a, const Entry* tg_entry, Lookup& out) noexcept;
+  void resolve_authfail(const Entry* af_entry, Lookup& out) noexcept;
+
   int find(std::string_view key, Entry& entry, char* bytes) noexcept;
   int find_user(std::string_view lowered_name, Entry& entry, char* bytes) noexcept;
   int find_domain(std::string_view lowered_domain, Entry& entry, char* bytes) noexcept;
   int find_network(const ip::Address& a, unsigned prefix, Entry& entry, char* bytes) noexcept;
-  // The value of `key`: 1 found, 0 not, -1 error. With Access::read it is
-  // copied into `buf` (format::record_max bytes).
+  // The value of `key`, copied into `buf` (format::record_max bytes): 1
+  // found, 0 not, -1 error.
   int get(std::string_view key, char* buf, std::string_view& value) noexcept;
-  int get_read(std::string_view key, char* buf, std::string_view& value) noexcept;
   // The record at file offset `pos`: its key and value, and where the next
   // one starts. 1, 0 (no record there), -1 error.
   int record_at(std::uint32_t pos, char* buf, std::string_view& key, std::string_view& value,
                 std::uint32_t& next) noexcept;
   bool read_exact(void* buf, std::size_t n, std::uint32_t pos) noexcept;
 
-  Access access_ = Access::read;
-  struct cdb cdb_ = {};         // Access::map
-  bool mapped_ = false;
   std::uint32_t size_ = 0;      // the file's size
-  std::uint32_t tables_[512];  // Access::read: the cdb header, 256 (position, length) pairs
+  std::uint32_t tables_[512];  // the cdb header, 256 (position, length) pairs
   int fd_ = -1;
   TableStatus status_ = TableStatus::closed;
   int errno_ = 0;

@@ -92,4 +92,43 @@ Verdict refusal(const CounterOrigin& origin, std::uint64_t used, std::uint32_t l
   return v;
 }
 
+namespace {
+
+constexpr const char auth_drop[] = "421 4.7.0 too many authentication failures, closing connection\r\n";
+
+// "throttle: auth limit address 192.0.2.7 ip 192.0.2.7 authfail 3/3 per 1h: 454"
+std::string auth_log(const spamt::AuthFailLimit& limit, std::string_view ip, std::uint64_t used, std::uint32_t max,
+                     std::uint32_t window_seconds, unsigned code) {
+  return "throttle: auth limit " + describe_key(limit.key) + " ip " + logline::field(ip) + " authfail " +
+         std::to_string(used) + "/" + std::to_string(max) + " per " + period_text(window_seconds) + ": " +
+         std::to_string(code);
+}
+
+}  // namespace
+
+std::optional<Verdict> auth_attempt_refusal(const spamt::AuthFailLimit& limit,
+                                            std::span<const store::CounterUsage> usage, std::string_view ip) {
+  for (const spamt::Window& w : *limit.windows) {
+    for (const store::CounterUsage& u : usage) {
+      if (u.metric != authfail_metric || u.window_seconds != w.seconds || u.used < w.limit) continue;
+      Verdict v;
+      v.code = 454;
+      v.log = auth_log(limit, ip, u.used, w.limit, w.seconds, v.code);
+      v.reply = "454 4.7.0 too many authentication failures from your address; try again in " +
+                describe_wait(u.next_release_ms) + "\r\n";
+      return v;
+    }
+  }
+  return std::nullopt;
+}
+
+Verdict auth_failure_refusal(const spamt::AuthFailLimit& limit, const store::Limit& counter,
+                             const store::Refusal& refused, std::string_view ip) {
+  Verdict v;
+  v.code = 421;
+  v.log = auth_log(limit, ip, refused.used, refused.limit, counter.key.window_seconds, v.code);
+  v.reply = auth_drop;
+  return v;
+}
+
 }  // namespace relay_policy

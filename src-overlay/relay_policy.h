@@ -1,6 +1,7 @@
 // relay_policy.h: from the limits table's budgets to store counters, and
 // from a refusal to the SMTP reply and the log line. Pure: plain values in,
-// plain values out, no files, no clock.
+// plain values out, no files, no clock. The verdicts of the AUTH failure
+// limit live here too: they count in the same store, per client address.
 //
 // A relayed recipient is charged on every window of every applicable budget
 // in one atomic step (store::Store::charge): its recipient counters ("rcpt")
@@ -14,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -66,6 +68,20 @@ struct Verdict {
 // frees up, and nothing about other users; the log line has every detail.
 Verdict refusal(const CounterOrigin& origin, std::uint64_t used, std::uint32_t limit,
                 std::uint64_t retry_after_ms, std::string_view ip);
+
+// --- AUTH failure limits (authfail=, per client address) ---------------------
+// session_throttle.cpp charges and reads the counters; these decide.
+
+// Before AUTH reads credentials: the 454 refusal when a window of `limit` is
+// already full in `usage` (the client's counters, as Store::usage() gives
+// them), else nothing.
+std::optional<Verdict> auth_attempt_refusal(const spamt::AuthFailLimit& limit,
+                                            std::span<const store::CounterUsage> usage, std::string_view ip);
+
+// After refused credentials whose failure did not fit: the 421 that closes
+// the connection. `counter` is the one the store refused.
+Verdict auth_failure_refusal(const spamt::AuthFailLimit& limit, const store::Limit& counter,
+                             const store::Refusal& refused, std::string_view ip);
 
 }  // namespace relay_policy
 

@@ -14,7 +14,6 @@ namespace {
 
 constexpr const char fail_closed_rcpt[] = "451 4.3.0 relay limits are temporarily unavailable, try again later\r\n";
 constexpr const char fail_closed_auth[] = "454 4.3.0 authentication is temporarily unavailable, try again later\r\n";
-constexpr const char auth_drop[] = "421 4.7.0 too many authentication failures, closing connection\r\n";
 
 std::string_view policy_name(bool fail_closed) { return fail_closed ? "fail-closed" : "fail-open"; }
 
@@ -138,6 +137,31 @@ bool SessionThrottle::relay_limited() {
   }
 }
 
+bool SessionThrottle::teergrube_offers_pipelining() {
+  if (config().disabled) return true;
+  return teergrube_policy::offers_pipelining(teergrube_policy::applies(lookup(), relay_client_));
+}
+
+teergrube_policy::Delay SessionThrottle::teergrube_at_data(std::uint32_t rcpts) {
+  if (config().disabled) return {};
+  const spamt::TeergrubeSettings* t = teergrube_policy::applies(lookup(), relay_client_);
+  if (t == nullptr) return {};
+  store::Result r;
+  teergrube_policy::Delay d =
+      with_store([&](store::Store& st) { return teergrube_policy::decide(st, *t, rcpts, now(), r); });
+  if (!r.ok() && !teergrube_fault_logged_) {
+    log(teergrube_policy::fault_log(ip_, r));
+    teergrube_fault_logged_ = true;
+  }
+  d.directory = config().store.directory;
+  return d;
+}
+
+void SessionThrottle::teergrube_log(const teergrube_policy::Delay& delay, std::uint64_t waited_ms,
+                                    std::string_view how) const noexcept {
+  log(teergrube_policy::delay_log(ip_, delay, waited_ms, how));
+}
+
 void SessionThrottle::release_for_wait() noexcept {
   store_.reset();
   lookup_.reset();
@@ -212,19 +236,11 @@ Decision SessionThrottle::auth_attempt() {
   std::vector<store::CounterUsage> usage;
   store::Result r = with_store([&](store::Store& st) { return st.usage(a.key, now(), usage); });
   if (!r.ok()) return store_fault("usage", r.status, r.reason, true);
-  for (const spamt::Window& w : *a.windows) {
-    for (const store::CounterUsage& u : usage) {
-      if (u.metric != relay_policy::authfail_metric || u.window_seconds != w.seconds || u.used < w.limit) continue;
-      char period[16];
-      std::string p(period, spamt::format_period(w.seconds, period));
-      log("throttle: auth limit " + relay_policy::describe_key(a.key) + " ip " + logline::field(ip_) +
-          " authfail " + std::to_string(u.used) + "/" + std::to_string(w.limit) + " per " + p + ": 454");
-      reply_ = "454 4.7.0 too many authentication failures from your address; try again in " +
-               relay_policy::describe_wait(u.next_release_ms) + "\r\n";
-      return Decision::defer;
-    }
-  }
-  return Decision::ok;
+  std::optional<relay_policy::Verdict> v = relay_policy::auth_attempt_refusal(a, usage, ip_);
+  if (!v) return Decision::ok;
+  log(v->log);
+  reply_ = std::move(v->reply);
+  return Decision::defer;
 }
 
 Decision SessionThrottle::auth_failure() {
@@ -241,11 +257,9 @@ Decision SessionThrottle::auth_failure() {
     return Decision::ok;
   }
   if (r.accepted) return Decision::ok;
-  char period[16];
-  std::string p(period, spamt::format_period(counters[r.refusal.index].key.window_seconds, period));
-  log("throttle: auth limit " + relay_policy::describe_key(a.key) + " ip " + logline::field(ip_) + " authfail " +
-      std::to_string(r.refusal.used) + "/" + std::to_string(r.refusal.limit) + " per " + p + ": 421");
-  reply_ = auth_drop;
+  relay_policy::Verdict v = relay_policy::auth_failure_refusal(a, counters[r.refusal.index], r.refusal, ip_);
+  log(v.log);
+  reply_ = std::move(v.reply);
   return Decision::drop;
 }
 

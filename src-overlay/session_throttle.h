@@ -9,7 +9,9 @@
 //                 (the charges stay) or abandoned (they are given back);
 //   AUTH          auth_attempt() before credentials are read, auth_failure()
 //                 after they were refused (the table's authfail= limit, per
-//                 client address).
+//                 client address; the verdicts are relay_policy.h's);
+//   teergrube     teergrube_at_data() at DATA: the delay due
+//                 (teergrube_policy.h); smtpd_teergrube.cpp waits it out.
 //
 // Nothing is read before it is needed: a connection that never relays and
 // never tries AUTH opens no file. Faults of the table or the store follow
@@ -34,6 +36,7 @@
 #include "mapped_box.h"
 #include "relay_policy.h"
 #include "store.h"
+#include "teergrube_policy.h"
 #include "store_lmdb.h"
 #include "store_url.h"
 
@@ -91,10 +94,6 @@ class SessionThrottle {
   // The reply to a defer or drop decision, CRLF-terminated.
   const std::string& reply() const noexcept { return reply_; }
 
-  // For the teergrube and tests: the lookup of this client (nullptr when
-  // there is no usable table) and the store (opened on demand).
-  const spamt::Lookup* lookup();
-  store::Store* store();
   // op(store) - the store opened on demand - with store_busy() true
   // meanwhile. Every store operation of a session goes through here.
   template <class Op>
@@ -106,19 +105,22 @@ class SessionThrottle {
   // the process without a refund (throttle_exit()), since the store cannot
   // be entered again half-way through an operation.
   bool store_busy() const noexcept { return store_calls_ != 0; }
-  bool store_fault_logged() const noexcept { return store_fault_logged_; }
 
-  // For the teergrube (smtpd_teergrube.h).
-  const Config& settings() { return config(); }  // disabled, store.directory
-  bool relay_client() const noexcept { return relay_client_; }
-  const std::string& ip() const noexcept { return ip_; }
-  // The injected clock's time, else store::store_clock (the store's own).
-  std::uint64_t now() const noexcept { return clock_ != nullptr ? clock_() : store::store_clock; }
-  void emit(const std::string& line) const noexcept { log(line); }
+  // The teergrube (teergrube_policy.h). Whether EHLO may offer PIPELINING.
+  bool teergrube_offers_pipelining();
+  // One DATA of `rcpts` recipients: the client's state updated in the
+  // store, and the delay due (none when NOTHROTTLE, no table entry or a
+  // store fault, logged once).
+  teergrube_policy::Delay teergrube_at_data(std::uint32_t rcpts);
+  // The one log line of a delay teergrube_at_data() decided.
+  void teergrube_log(const teergrube_policy::Delay& delay, std::uint64_t waited_ms, std::string_view how) const noexcept;
   // Before a long wait: close the store and the table and drop the lookup
   // (their maps and buffers); the next decision opens them again. The
   // transaction's receipt is kept.
   void release_for_wait() noexcept;
+
+  // For tests: the store (opened on demand).
+  store::Store* store();
 
  private:
   enum class TableState : std::uint8_t { unknown, none, ok, fault };
@@ -126,6 +128,9 @@ class SessionThrottle {
   const Config& config();  // without the control files read (cheap)
   const Config& policy();  // with them: faults and the store need them
   TableState table_state();  // opens and looks up on first use
+  const spamt::Lookup* lookup();  // nullptr when there is no usable table
+  // The injected clock's time, else store::store_clock (the store's own).
+  std::uint64_t now() const noexcept { return clock_ != nullptr ? clock_() : store::store_clock; }
   Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,
                        bool auth);
   void log(const std::string& line) const noexcept;
@@ -155,6 +160,7 @@ class SessionThrottle {
   std::unique_ptr<store::Store> store_;  // store_factory.h
   unsigned store_calls_ = 0;             // with_store() under way
   bool store_fault_logged_ = false;
+  bool teergrube_fault_logged_ = false;
   store::Receipt receipt_;  // this transaction's charges
   bool charged_in_transaction_ = false;
   std::string reply_;

@@ -11,7 +11,6 @@
 #include "logline.h"
 #include "spamt_syntax.h"
 #include "tarpit_budget.h"
-#include "teergrube_delay.h"
 
 namespace teergrube {
 
@@ -22,17 +21,6 @@ namespace {
 constexpr std::size_t text_at = 4;  // after "354-"
 char line[text_at + spamt::tgtext_max + 3] = "354-";  // then CR, LF, NUL
 static_assert(sizeof line - text_at - 3 == spamt::tgtext_max, "the line holds the longest tgtext the table accepts");
-bool store_fault_logged = false;
-
-const spamt::TeergrubeSettings* settings_for(throttle::SessionThrottle& s) {
-  if (s.settings().disabled) return nullptr;
-  const spamt::Lookup* l = s.lookup();
-  if (l == nullptr) return nullptr;
-  const spamt::TeergrubeSettings& t = l->teergrube();
-  if (!t.active()) return nullptr;
-  if (s.relay_client() && !t.tarpitrelay) return nullptr;
-  return &t;
-}
 
 std::uint32_t budget() {
   std::string text = control_file::first_line("control/tarpitbudget");
@@ -43,56 +31,23 @@ std::uint32_t budget() {
   return static_cast<std::uint32_t>(n);
 }
 
-std::string ms(std::uint64_t v) { return std::to_string(v) + "ms"; }
-
 }  // namespace
 
 const char* line_text() noexcept { return line; }
 
-bool offer_pipelining(throttle::SessionThrottle& s) {
-  const spamt::TeergrubeSettings* t = settings_for(s);
-  return t == nullptr || !t->flush;
-}
+bool offer_pipelining(throttle::SessionThrottle& s) { return s.teergrube_offers_pipelining(); }
 
 DataResult at_data(throttle::SessionThrottle& s, std::uint32_t rcpts, int fd, client_wait::Continuation continuation) {
   DataResult result;
-  const spamt::TeergrubeSettings* t = settings_for(s);
-  if (t == nullptr) return result;
-
-  const Params params{t->st_ms, t->stmax_ms, t->strcpt};
-  Outcome outcome;
-  // `now` is read inside the store's atomic step (the store's clock:
-  // Redis's for every host): sessions of a group are ordered.
-  auto edit = [&](std::optional<std::string_view> current, std::uint64_t now) {
-    std::optional<State> previous;
-    if (current) previous = decode(*current);
-    outcome = compute(params, previous, rcpts, now);
-    return store::RecordEdit::put(encode(outcome.next), now + reset_after_ms(params) + 1000);
-  };
-  store::Result r =
-      s.with_store([&](store::Store& st) { return st.update_record(record_key(t->state_key), s.now(), edit); });
-  if (!r.ok()) {
-    if (!store_fault_logged)
-      s.emit("throttle: store fault ip " + logline::field(s.ip()) + " teergrube: " +
-             std::string(store::status_name(r.status)) + " (" + logline::text(r.reason) + "): no delay");
-    store_fault_logged = true;
-    return result;
-  }
-  if (outcome.delay_ms == 0) return result;
-
-  // What the log line needs, kept off the heap while the session is held.
-  char state_key[256];
-  const std::size_t key_len = t->state_key.copy(state_key, sizeof state_key);
-  auto log = [&](std::uint64_t waited, std::string_view how) {
-    s.emit("throttle: teergrube ip " + logline::field(s.ip()) + " key " +
-           logline::field(std::string_view(state_key, key_len)) + " rcpt " + std::to_string(rcpts) + " interval " +
-           (outcome.fresh ? std::string("none") : ms(outcome.interval_ms)) + " wait " + ms(outcome.next.wait_ms) +
-           " delay " + ms(outcome.delay_ms) + " waited " + ms(waited) + ": " + std::string(how));
-  };
+  // The decision is teergrube_policy.h's; what the log line needs is kept
+  // in `d`, off the heap while the session is held.
+  const teergrube_policy::Delay d = s.teergrube_at_data(rcpts);
+  if (d.outcome.delay_ms == 0) return result;
+  auto log = [&](std::uint64_t waited, std::string_view how) { s.teergrube_log(d, waited, how); };
 
   tarpit::Slot slot;
   const std::uint32_t allowed = budget();
-  switch (slot.acquire(s.settings().store.directory + "/tarpit.slots", allowed)) {
+  switch (slot.acquire(std::string(d.directory) + "/tarpit.slots", allowed)) {
     case tarpit::Slot::Outcome::spent:
       log(0, "over budget " + std::to_string(allowed));
       return result;
@@ -103,17 +58,17 @@ DataResult at_data(throttle::SessionThrottle& s, std::uint32_t rcpts, int fd, cl
       break;
   }
 
-  const std::size_t text_len = t->text.copy(line + text_at, spamt::tgtext_max);
+  const std::size_t text_len = d.text.copy(line + text_at, spamt::tgtext_max);
   line[text_at + text_len] = '\r';
   line[text_at + text_len + 1] = '\n';
   line[text_at + text_len + 2] = '\0';
-  const std::uint32_t tg_seconds = t->tg_seconds;
-  const bool flush = t->flush;
+  const std::uint32_t tg_seconds = d.tg_seconds;
+  const bool flush = d.flush;
   // Held for minutes, by the thousand: give back what the wait does not
-  // need (t points into the lookup: not used after this).
+  // need (d.text points into the lookup: not used after this).
   s.release_for_wait();
   malloc_trim(0);
-  client_wait::Result w = client_wait::wait(fd, outcome.delay_ms, tg_seconds, continuation);
+  client_wait::Result w = client_wait::wait(fd, d.outcome.delay_ms, tg_seconds, continuation);
   slot.release();
   result.delayed = true;
   result.continuations = w.continuations;

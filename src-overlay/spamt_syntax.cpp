@@ -5,6 +5,7 @@
 #include "text_syntax.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace spamt {
 
@@ -127,43 +128,57 @@ bool split_words(std::string_view line, std::vector<std::string>& words, std::st
   }
 }
 
-enum class Aspect { relay, teergrube, authfail };
+enum class Aspect : std::uint8_t { relay, teergrube, authfail };
+
+// What a native setting sets and how its value is parsed: what
+// LineParser::native() dispatches on.
+enum class Handler : std::uint8_t {
+  rcpt, msg, authfail,        // windows: "100/1h,1000/1d"
+  exempt, each, unauthenticated,  // flags: no value
+  action,                     // 451, 450 or 421
+  yes_no,                     // flush=yes|no; tarpitrelay[=yes|no]
+  number,                     // st=, stmax=, strcpt=, tg=, prefix4=, prefix6=: 0 .. max
+  text,                       // tgtext="..."
+  group,                      // group=NAME
+};
+
+enum class Value : std::uint8_t { required, none, optional };
 
 struct KeyInfo {
   std::string_view name;
   Aspect aspect;
+  Handler handler;
+  Value value = Value::required;
+  std::uint16_t bit = 0;  // teergrube: its field:: bit
+  std::uint32_t max = 0;  // number: the largest value
 };
 
+constexpr std::uint32_t no_max = 0xffffffffu;
+
 constexpr KeyInfo known_keys[] = {
-    {"rcpt", Aspect::relay},       {"msg", Aspect::relay},           {"exempt", Aspect::relay},
-    {"action", Aspect::relay},     {"each", Aspect::relay},          {"unauthenticated", Aspect::relay},
-    {"st", Aspect::teergrube},     {"stmax", Aspect::teergrube},     {"flush", Aspect::teergrube},
-    {"strcpt", Aspect::teergrube}, {"tg", Aspect::teergrube},        {"tgtext", Aspect::teergrube},
-    {"prefix4", Aspect::teergrube}, {"prefix6", Aspect::teergrube},  {"group", Aspect::teergrube},
-    {"tarpitrelay", Aspect::teergrube}, {"authfail", Aspect::authfail},
+    {"rcpt", Aspect::relay, Handler::rcpt},
+    {"msg", Aspect::relay, Handler::msg},
+    {"exempt", Aspect::relay, Handler::exempt, Value::none},
+    {"action", Aspect::relay, Handler::action},
+    {"each", Aspect::relay, Handler::each, Value::none},
+    {"unauthenticated", Aspect::relay, Handler::unauthenticated, Value::none},
+    {"st", Aspect::teergrube, Handler::number, Value::required, field::st, no_max},
+    {"stmax", Aspect::teergrube, Handler::number, Value::required, field::stmax, no_max},
+    {"flush", Aspect::teergrube, Handler::yes_no, Value::required, field::flush},
+    {"strcpt", Aspect::teergrube, Handler::number, Value::required, field::strcpt, no_max},
+    {"tg", Aspect::teergrube, Handler::number, Value::required, field::tg, no_max},
+    {"tgtext", Aspect::teergrube, Handler::text, Value::required, field::tgtext},
+    {"prefix4", Aspect::teergrube, Handler::number, Value::required, field::prefix4, 32},
+    {"prefix6", Aspect::teergrube, Handler::number, Value::required, field::prefix6, 128},
+    {"group", Aspect::teergrube, Handler::group, Value::required, field::group},
+    {"tarpitrelay", Aspect::teergrube, Handler::yes_no, Value::optional, field::tarpitrelay},
+    {"authfail", Aspect::authfail, Handler::authfail},
 };
+static_assert(std::size(known_keys) <= 32, "LineParser::native() keeps the keys seen in 32 bits");
 
 const KeyInfo* find_key(std::string_view k) noexcept {
   for (const KeyInfo& info : known_keys)
     if (info.name == k) return &info;
-  return nullptr;
-}
-
-// The numeric teergrube settings of native lines and their largest values.
-struct NumberField {
-  std::string_view key;
-  std::uint16_t bit;
-  std::uint32_t max;
-};
-
-constexpr NumberField number_fields[] = {
-    {"st", field::st, 0xffffffffu},         {"stmax", field::stmax, 0xffffffffu}, {"strcpt", field::strcpt, 0xffffffffu},
-    {"tg", field::tg, 0xffffffffu},         {"prefix4", field::prefix4, 32},      {"prefix6", field::prefix6, 128},
-};
-
-const NumberField* find_number(std::string_view k) noexcept {
-  for (const NumberField& f : number_fields)
-    if (f.key == k) return &f;
   return nullptr;
 }
 
@@ -229,7 +244,7 @@ void LineParser::native(std::string_view line) {
   Windows authfail;
   bool has_relay = false, has_tg = false, has_authfail = false;
   bool given_rcpt = false, given_msg = false, given_action = false;
-  std::vector<std::string_view> seen;
+  std::uint32_t seen = 0;  // bits of known_keys already given
   std::size_t errors_before = out.diagnostics.size();
   const Kind kind = id->kind;
   const std::string who = id->text();
@@ -245,11 +260,12 @@ void LineParser::native(std::string_view line) {
       error("unknown setting " + quoted(key));
       continue;
     }
-    if (std::find(seen.begin(), seen.end(), info->name) != seen.end()) {
+    const std::uint32_t seen_bit = std::uint32_t{1} << (info - known_keys);
+    if (seen & seen_bit) {
       error(std::string(info->name) + " is given twice (list several windows in one setting: rcpt=10/1m,100/1h)");
       continue;
     }
-    seen.push_back(info->name);
+    seen |= seen_bit;
     if ((info->aspect == Aspect::teergrube || info->aspect == Aspect::authfail) && !is_ip_kind(kind) &&
         kind != Kind::fallback) {
       error(std::string(info->name) + "= applies to IP entries and default only, not to " +
@@ -257,87 +273,100 @@ void LineParser::native(std::string_view line) {
       continue;
     }
     const std::string_view k = info->name;
-    bool flag = k == "exempt" || k == "each" || k == "unauthenticated";
-    if (flag && has_value) {
+    if (info->value == Value::none && has_value) {
       error(std::string(k) + " takes no value");
       continue;
     }
-    if (!flag && k != "tarpitrelay" && !has_value) {
+    if (info->value == Value::required && !has_value) {
       error(std::string(k) + " needs a value (" + std::string(k) + "=...)");
       continue;
     }
     std::string verr;
-    if (k == "rcpt" || k == "msg" || k == "authfail") {
-      std::optional<Windows> ws = parse_windows(value, &verr);
-      if (!ws) {
-        error(std::string(k) + "=" + shown(value) + ": " + verr);
-        continue;
+    switch (info->handler) {
+      case Handler::rcpt:
+      case Handler::msg:
+      case Handler::authfail: {
+        std::optional<Windows> ws = parse_windows(value, &verr);
+        if (!ws) {
+          error(std::string(k) + "=" + shown(value) + ": " + verr);
+          continue;
+        }
+        if (info->handler == Handler::rcpt) {
+          relay.rcpt = *ws;
+          given_rcpt = has_relay = true;
+        } else if (info->handler == Handler::msg) {
+          relay.msg = *ws;
+          given_msg = has_relay = true;
+        } else {
+          authfail = *ws;
+          has_authfail = true;
+        }
+        break;
       }
-      if (k == "rcpt") {
-        relay.rcpt = *ws;
-        given_rcpt = has_relay = true;
-      } else if (k == "msg") {
-        relay.msg = *ws;
-        given_msg = has_relay = true;
-      } else {
-        authfail = *ws;
-        has_authfail = true;
+      case Handler::exempt:
+        relay.exempt = has_relay = true;
+        break;
+      case Handler::each:
+        if (kind != Kind::network) {
+          error("each applies to network entries only (default is already per client)");
+          continue;
+        }
+        relay.each = true;
+        break;
+      case Handler::unauthenticated:
+        if (!is_ip_kind(kind)) {
+          error("unauthenticated applies to IP entries only");
+          continue;
+        }
+        relay.unauthenticated = true;
+        break;
+      case Handler::action:
+        if (value == "451" || value == "450" || value == "421") {
+          relay.action = static_cast<std::uint16_t>(*parse_uint32(value));
+          given_action = true;
+        } else {
+          error("action=" + shown(value) + ": must be 451, 450 or 421");
+        }
+        break;
+      case Handler::yes_no: {
+        std::optional<bool> yn = has_value ? parse_yes_no(value) : std::optional<bool>(true);
+        if (!yn) {
+          error(std::string(k) + "=" + shown(value) + ": must be yes or no");
+          continue;
+        }
+        set_flag(tg, info->bit, *yn);
+        has_tg = true;
+        break;
       }
-    } else if (k == "exempt") {
-      relay.exempt = has_relay = true;
-    } else if (k == "action") {
-      if (value == "451" || value == "450" || value == "421") {
-        relay.action = static_cast<std::uint16_t>(*parse_uint32(value));
-        given_action = true;
-      } else {
-        error("action=" + shown(value) + ": must be 451, 450 or 421");
+      case Handler::text:
+        if (value.empty() || value.size() > tgtext_max || !valid_text(value)) {
+          error("tgtext: must be 1 to " + std::to_string(tgtext_max) + " printable ASCII characters");
+          continue;
+        }
+        def.tgtext = std::string(value);
+        tg.set |= field::tgtext;
+        has_tg = true;
+        break;
+      case Handler::group:
+        if (!valid_group(value)) {
+          error("group=" + shown(value) + ": must be 1 to " + std::to_string(group_max) +
+                " of A-Z a-z 0-9 . _ - / (not starting with /)");
+          continue;
+        }
+        def.group = std::string(value);
+        tg.set |= field::group;
+        has_tg = true;
+        break;
+      case Handler::number: {
+        std::optional<std::uint32_t> n = parse_uint32(value);
+        if (!n || *n > info->max) {
+          error(std::string(k) + "=" + shown(value) + ": must be a number 0 to " + std::to_string(info->max));
+          continue;
+        }
+        set_number(tg, info->bit, *n);
+        has_tg = true;
+        break;
       }
-    } else if (k == "each") {
-      if (kind != Kind::network) {
-        error("each applies to network entries only (default is already per client)");
-        continue;
-      }
-      relay.each = true;
-    } else if (k == "unauthenticated") {
-      if (!is_ip_kind(kind)) {
-        error("unauthenticated applies to IP entries only");
-        continue;
-      }
-      relay.unauthenticated = true;
-    } else if (k == "flush" || k == "tarpitrelay") {
-      std::optional<bool> yn = has_value ? parse_yes_no(value) : std::optional<bool>(true);
-      if (!yn) {
-        error(std::string(k) + "=" + shown(value) + ": must be yes or no");
-        continue;
-      }
-      set_flag(tg, k == "flush" ? field::flush : field::tarpitrelay, *yn);
-      has_tg = true;
-    } else if (k == "tgtext") {
-      if (value.empty() || value.size() > tgtext_max || !valid_text(value)) {
-        error("tgtext: must be 1 to " + std::to_string(tgtext_max) + " printable ASCII characters");
-        continue;
-      }
-      def.tgtext = std::string(value);
-      tg.set |= field::tgtext;
-      has_tg = true;
-    } else if (k == "group") {
-      if (!valid_group(value)) {
-        error("group=" + shown(value) + ": must be 1 to " + std::to_string(group_max) +
-              " of A-Z a-z 0-9 . _ - / (not starting with /)");
-        continue;
-      }
-      def.group = std::string(value);
-      tg.set |= field::group;
-      has_tg = true;
-    } else {  // st, stmax, strcpt, tg, prefix4, prefix6
-      const NumberField* nf = find_number(k);
-      std::optional<std::uint32_t> n = parse_uint32(value);
-      if (!n || *n > nf->max) {
-        error(std::string(k) + "=" + shown(value) + ": must be a number 0 to " + std::to_string(nf->max));
-        continue;
-      }
-      set_number(tg, nf->bit, *n);
-      has_tg = true;
     }
   }
   if (out.diagnostics.size() != errors_before) return;

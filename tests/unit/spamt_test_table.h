@@ -23,9 +23,6 @@
 
 namespace spamt_test {
 
-// How build() opens tables; tests of the reader run with both.
-inline spamt::LimitsTable::Access access = spamt::LimitsTable::Access::read;
-
 struct Built {
   spamt::Table compiled;
   std::string bytes;  // the cdb file
@@ -71,7 +68,7 @@ inline std::unique_ptr<Built> build(std::string_view spamt_text,
   b->compiled = compile_text(spamt_text, relaylimits);
   for (const spamt::Diagnostic& d : b->compiled.diagnostics) EXPECT_TRUE(d.warning) << d.text();
   b->bytes = cdb_bytes(b->compiled);
-  b->status = b->table.open_fd(memfd_with(b->bytes), access);
+  b->status = b->table.open_fd(memfd_with(b->bytes));
   EXPECT_EQ(b->status, spamt::TableStatus::ok);
   return b;
 }

@@ -82,3 +82,35 @@ TEST(RelayPolicy, RefusalNamesTheLimitAndNothingElse) {
   EXPECT_EQ(v.reply,
             "450 4.7.1 relay limit reached: recipients per 1d for address 192.0.2.8; try again in about 2 hours\r\n");
 }
+
+TEST(RelayPolicy, AuthFailVerdicts) {
+  auto b = build("default authfail=2/10m,5/1h\n");
+  spamt::Lookup l;
+  const spamt::AuthFailLimit& a = look(*b, l, "192.0.2.7").authfail();
+  std::vector<store::CounterUsage> usage(1);
+  usage[0].identity = "a:192.0.2.7";
+  usage[0].metric = "authfail";
+  usage[0].window_seconds = 600;
+  usage[0].used = 1;
+  usage[0].next_release_ms = 5 * 60'000;
+  EXPECT_FALSE(relay_policy::auth_attempt_refusal(a, usage, "192.0.2.7"));  // 1 of 2
+  usage[0].used = 2;
+  std::optional<relay_policy::Verdict> v = relay_policy::auth_attempt_refusal(a, usage, "192.0.2.7");
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->code, 454u);
+  EXPECT_EQ(v->reply, "454 4.7.0 too many authentication failures from your address; try again in about 5 minutes\r\n");
+  EXPECT_EQ(v->log, "throttle: auth limit address 192.0.2.7 ip 192.0.2.7 authfail 2/2 per 10m: 454");
+  usage[0].metric = "rcpt";  // another metric of the same key does not count
+  EXPECT_FALSE(relay_policy::auth_attempt_refusal(a, usage, "192.0.2.7"));
+
+  store::Limit counters[spamt::max_windows];
+  ASSERT_EQ(relay_policy::counters_for_authfail(a, counters), 2u);
+  store::Refusal refused;
+  refused.index = 1;
+  refused.used = 5;
+  refused.limit = 5;
+  relay_policy::Verdict f = relay_policy::auth_failure_refusal(a, counters[1], refused, "192.0.2.7");
+  EXPECT_EQ(f.code, 421u);
+  EXPECT_EQ(f.reply, "421 4.7.0 too many authentication failures, closing connection\r\n");
+  EXPECT_EQ(f.log, "throttle: auth limit address 192.0.2.7 ip 192.0.2.7 authfail 5/5 per 1h: 421");
+}

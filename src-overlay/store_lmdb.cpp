@@ -264,19 +264,20 @@ std::string LmdbStore::generation_path(const LmdbOptions& options) {
 Result LmdbStore::open() {
   if (env_ != nullptr) return {};
   if (!open_failure_.ok()) return open_failure_;
-  Result r = open_env();
+  bool busy = false;
+  Result r = open_env(busy);
   if (!r.ok()) {
     if (env_ != nullptr) {
       mdb_env_close(env_);
       env_ = nullptr;
     }
     writer_.close();
-    open_failure_ = r;
+    if (!busy) open_failure_ = r;  // a busy lock is tried again next time
   }
   return r;
 }
 
-Result LmdbStore::open_env() {
+Result LmdbStore::open_env(bool& busy) {
   const std::string& dir = options_.directory;
   if (dir.empty()) return Result::failure(Status::unavailable, "no store directory configured");
   const std::string gen = generation_name(options_);
@@ -314,6 +315,16 @@ Result LmdbStore::open_env() {
     return e;
   };
 
+  // LMDB opens under writer.lock too. With MDB_NOLOCK nothing else orders
+  // mdb_env_open against other processes, and it initialises a data file it
+  // finds empty by writing both meta pages of an empty database: a process
+  // that found the new store empty, then ran late, would wipe what others
+  // committed meanwhile (and their format record with it).
+  if (Result r = take_lock(); !r.ok()) {
+    busy = true;
+    return fail(r.status, std::move(r.reason));
+  }
+
   // data.mdb must come from the directory whose writer.lock we use, even if
   // the generation is renamed meanwhile (repair). By name is cheapest; it
   // counts only when the file opened is the one in that directory, else the
@@ -333,10 +344,13 @@ Result LmdbStore::open_env() {
     rc = open_at(via_fd);
     if (rc == ENOENT || rc == ENOTDIR) {
       rc = open_at(gen_path.c_str());
-      if (rc == 0 && !env_file_is(env_, gfd, "data.mdb"))
+      if (rc == 0 && !env_file_is(env_, gfd, "data.mdb")) {
+        writer_.unlock();
         return fail(Status::unavailable, "store " + gen_path + " was replaced while it was being opened");
+      }
     }
   }
+  writer_.unlock();
   if (rc != 0) return fail(classify(rc), "cannot open store " + gen_path + ": " + mdb_strerror(rc));
   ::close(gfd);
   // LMDB opens data.mdb without O_CLOEXEC: keep it from what qmail-smtpd
@@ -548,6 +562,10 @@ void LmdbStore::note_map_size() noexcept {
 Result LmdbStore::lock() {
   Result r = open();
   if (!r.ok()) return r;
+  return take_lock();
+}
+
+Result LmdbStore::take_lock() {
   switch (writer_.lock(options_.lock_timeout_ms)) {
     case process_lock::Outcome::locked:
       return {};

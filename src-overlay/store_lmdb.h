@@ -114,9 +114,8 @@ class LmdbStore final : public Store {
   static constexpr std::uint32_t format_version = 1;
 
  private:
-  struct Txn;
+  // store_lmdb_txn.cpp: the environment, the writer lock, transactions.
   Result open_env(bool& busy);  // busy: the writer lock was not to be had
-  Result open_generation(const std::string& gen, int& gfd);
   Result lock();       // open(), then take_lock()
   Result take_lock();  // writer.lock, bounded wait
   void note_map_size() noexcept;

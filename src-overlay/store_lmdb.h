@@ -92,10 +92,6 @@ class LmdbStore final : public Store {
     return {};
   }
 
-  // How often this process took the writer lock over from a process that
-  // died holding it (for a log line).
-  std::size_t lock_recoveries() const noexcept { return lock_recoveries_; }
-
   // The generation directory these options use (DIRECTORY/boot-... or
   // DIRECTORY/durable).
   static std::string generation_path(const LmdbOptions& options);
@@ -134,7 +130,6 @@ class LmdbStore final : public Store {
   std::size_t map_size_ = 0;  // what LMDB maps (note_map_size())
   bool meta_checked_ = false;
   process_lock::Lock writer_;
-  std::size_t lock_recoveries_ = 0;
   Result open_failure_;        // remembered until close()
   std::string corrupt_reason_; // set by a transaction body that found bad data
 };

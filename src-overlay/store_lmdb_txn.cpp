@@ -339,9 +339,7 @@ Result LmdbStore::lock() {
 Result LmdbStore::take_lock() {
   switch (writer_.lock(options_.lock_timeout_ms)) {
     case process_lock::Outcome::locked:
-      return {};
-    case process_lock::Outcome::recovered:
-      ++lock_recoveries_;
+    case process_lock::Outcome::recovered:  // LMDB's data is as the last commit left it
       return {};
     case process_lock::Outcome::timed_out:
       return Result::failure(Status::unavailable, "writer lock still held after " +

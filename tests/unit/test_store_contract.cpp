@@ -460,7 +460,7 @@ TEST_P(StoreContract, ExactlyTheLimitIsAcceptedByManyProcessesAtOnce) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       close(go[1]);
-      std::unique_ptr<store::Store> mine = open();
+      std::unique_ptr<store::Store> mine = open(60'000);
       const std::string user = "u:user" + std::to_string(i) + "@example.com";
       const Limit warm[] = {{{user, "warm-up", DAY}, 1}};  // connected before the start
       if (!mine->charge(warm, 1, T0, nullptr).accepted) _exit(4);

@@ -235,7 +235,8 @@ demo: test-install
 # The store's micro-benchmark: overlay flags (conf-cxx), LMDB and hiredis
 # linked statically, as qmail-smtpd links them.
 BENCH_BIN := $(B)/bench/throttle-bench
-BENCH_STORE_SRCS := $(addprefix src-overlay/,window.cpp store.cpp process_lock.cpp store_lmdb.cpp store_url.cpp \
+BENCH_STORE_SRCS := $(addprefix src-overlay/,window.cpp store.cpp process_lock.cpp store_lmdb.cpp \
+	store_lmdb_generation.cpp store_lmdb_txn.cpp store_url.cpp \
 	redis_connection.cpp redis_cluster_slots.cpp redis_functions.cpp redis_router.cpp redis_credentials.cpp \
 	store_redis.cpp)
 

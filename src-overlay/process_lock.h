@@ -7,9 +7,11 @@
 // timeout measured on CLOCK_MONOTONIC, so a holder that is stopped
 // (SIGSTOP, a debugger) or stalled makes the others fail, not hang.
 //
-// The store takes it around every write transaction, in front of LMDB's own
-// writer mutex (robust too, but waited for without a timeout), which is
-// then never contended.
+// The LMDB store (store_lmdb.h) runs LMDB with MDB_NOLOCK, without LMDB's
+// lock file and mutexes: this lock alone orders every process's
+// transactions, read or write, and its opening of the data file. A holder
+// killed in a write transaction leaves nothing to repair: LMDB writes a
+// transaction's pages before the meta page that makes them current.
 //
 // The file is created when missing (mode 0600) and initialised by the first
 // process to map it, under a short flock(); creation and initialisation are

@@ -13,7 +13,8 @@
 // generation's lock with another's data.
 //
 // Concurrency: LMDB runs with MDB_NOLOCK; every transaction, read or write,
-// holds writer.lock (process_lock: robust against SIGKILL, bounded wait).
+// and every opening of data.mdb (LMDB initialises a new, empty one) holds
+// writer.lock (process_lock: robust against SIGKILL, bounded wait).
 // A decision is one short write transaction; long reads (top, stats) go in
 // chunks of 512 entries, so a writer waits for one chunk at most. This saves
 // LMDB's lock file at every open (a third of the cost of opening, which
@@ -53,7 +54,7 @@ struct LmdbOptions {
   std::uint32_t lock_timeout_ms = 2000;           // longest wait for the writer lock
   unsigned expire_per_write = 8;                  // idle entries dropped per write, at most
   std::string boot_id;                            // tests: instead of the kernel's boot id
-  void (*before_env_open)(const std::string& generation) = nullptr;  // tests: runs after writer.lock is open
+  void (*before_env_open)(const std::string& generation) = nullptr;  // tests: runs holding writer.lock
 };
 
 class LmdbStore final : public Store {
@@ -64,7 +65,8 @@ class LmdbStore final : public Store {
   LmdbStore& operator=(const LmdbStore&) = delete;
 
   // Opens the store if it is not open; every operation calls it. A failure
-  // is remembered and returned again without retrying until close().
+  // is remembered and returned again without retrying until close(), except
+  // a writer lock that could not be had (opening takes it too).
   Result open();
   void close() noexcept;
   bool is_open() const noexcept { return env_ != nullptr; }
@@ -85,10 +87,6 @@ class LmdbStore final : public Store {
     return {};
   }
 
-  // How often this process took the writer lock over from a process that
-  // died holding it (for a log line).
-  std::size_t lock_recoveries() const noexcept { return lock_recoveries_; }
-
   // The generation directory these options use (DIRECTORY/boot-...).
   static std::string generation_path(const LmdbOptions& options);
 
@@ -106,10 +104,10 @@ class LmdbStore final : public Store {
   static constexpr std::uint32_t format_version = 1;
 
  private:
-  struct Txn;
-  Result open_env();
-  Result open_generation(const std::string& gen, int& gfd);
-  Result lock();
+  // store_lmdb_txn.cpp: the environment, the writer lock, transactions.
+  Result open_env(bool& busy);  // busy: the writer lock was not to be had
+  Result lock();       // open(), then take_lock()
+  Result take_lock();  // writer.lock, bounded wait
   void note_map_size() noexcept;
   // now_ms: store_clock is replaced by this host's clock, read under the lock.
   Result write(std::uint64_t& now_ms, FunctionRef<int(MDB_txn*)> body);
@@ -126,7 +124,6 @@ class LmdbStore final : public Store {
   std::size_t map_size_ = 0;  // what LMDB maps (note_map_size())
   bool meta_checked_ = false;
   process_lock::Lock writer_;
-  std::size_t lock_recoveries_ = 0;
   Result open_failure_;        // remembered until close()
   std::string corrupt_reason_; // set by a transaction body that found bad data
 };

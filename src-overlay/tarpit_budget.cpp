@@ -52,20 +52,4 @@ void Slot::release() noexcept {
   fd_ = -1;
 }
 
-std::uint32_t held_slots(const std::string& path, std::uint32_t budget) noexcept {
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return 0;
-  std::uint32_t n = 0;
-  for (std::uint32_t i = 0; i < budget; ++i) {
-    struct flock fl {};
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = static_cast<off_t>(i);
-    fl.l_len = 1;
-    if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) ++n;
-  }
-  ::close(fd);
-  return n;
-}
-
 }  // namespace tarpit

@@ -43,9 +43,6 @@ class Slot {
   int error_ = 0;
 };
 
-// How many of `budget` slots in `path` are held now (for tests and tools).
-std::uint32_t held_slots(const std::string& path, std::uint32_t budget) noexcept;
-
 }  // namespace tarpit
 
 #endif

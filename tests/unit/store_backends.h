@@ -42,8 +42,14 @@ class StoreBackend : public ::testing::TestWithParam<std::string> {
     return "lmdb";
   }
 
-  std::unique_ptr<store::Store> open() const {
-    if (GetParam() == "lmdb") return std::make_unique<store::LmdbStore>(options_for(dir_));
+  // lmdb_lock_timeout_ms: many processes at once on a loaded machine may
+  // wait long for LMDB's writer lock (opening takes it too).
+  std::unique_ptr<store::Store> open(std::uint32_t lmdb_lock_timeout_ms = 0) const {
+    if (GetParam() == "lmdb") {
+      store::LmdbOptions o = options_for(dir_);
+      if (lmdb_lock_timeout_ms != 0) o.lock_timeout_ms = lmdb_lock_timeout_ms;
+      return std::make_unique<store::LmdbStore>(o);
+    }
     return std::make_unique<store::RedisStore>(redis_test::options(url()));
   }
 

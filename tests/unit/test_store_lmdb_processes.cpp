@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,7 +61,31 @@ long ms_since(std::chrono::steady_clock::time_point t0) {
 
 bool write_all(int fd, const void* p, std::size_t n) { return write(fd, p, n) == static_cast<ssize_t>(n); }
 
+// Fault injection into LMDB: it reads a data file's header with pread() and
+// takes an empty file for a new store, to initialise. Armed in a process,
+// the first such read that finds the file empty stops that process right
+// there: it writes a byte to `report`, then waits for one on `resume`.
+struct EmptyHeaderPause {
+  int report = -1;
+  int resume = -1;
+};
+EmptyHeaderPause pause_at_empty_header;
+
 }  // namespace
+
+// The unit tests link LMDB as a shared library: its pread() calls come here.
+extern "C" ssize_t pread(int fd, void* buf, size_t count, off_t offset) {
+  const ssize_t n = syscall(SYS_pread64, fd, buf, count, offset);
+  if (n == 0 && offset == 0 && pause_at_empty_header.report != -1) {
+    const int saved = errno;
+    char c = 'p';
+    const EmptyHeaderPause p = pause_at_empty_header;
+    pause_at_empty_header = EmptyHeaderPause{};
+    if (write(p.report, &c, 1) == 1) (void)!::read(p.resume, &c, 1);
+    errno = saved;
+  }
+  return n;
+}
 
 // Exactly the limit under concurrency: test_store_contract.cpp (every backend).
 
@@ -199,6 +224,64 @@ TEST(StoreLmdbProcesses, SigkillStormLosesAndInventsNothing) {
   EXPECT_EQ(st.counters, 3u + charged_children + 1u);  // children killed before charging have none
 }
 
+// Opening a new store is ordered with every transaction. LMDB initialises
+// a data file it finds empty by writing the meta pages of an empty
+// database; a process that found the new file empty and wrote them only
+// after another process committed would wipe that commit. A child is held
+// inside LMDB's open right after it found the new data file empty while the
+// parent charges; then the child goes on and charges too. Every charge that
+// reported success is counted (the parent's may fail with `unavailable`: the
+// opening child holds the writer lock).
+TEST(StoreLmdbProcesses, OpeningANewStoreWipesNoCommit) {
+  TempDir d;
+  store::LmdbOptions o = store_test::options_for(d);
+  o.lock_timeout_ms = 1000;
+  const Limit l[] = {{{"u:first@example.com", "rcpt", DAY}, 100}};
+  int paused[2], resume[2];
+  ASSERT_EQ(pipe(paused), 0);
+  ASSERT_EQ(pipe(resume), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(paused[0]);
+    close(resume[1]);
+    pause_at_empty_header = {paused[1], resume[0]};
+    LmdbStore s(o);
+    ChargeResult r = s.charge(l, 1, T0, nullptr);
+    if (!r.ok()) std::fprintf(stderr, "child: %s\n", r.reason.c_str());
+    _exit(r.ok() && r.accepted ? 0 : 1);
+  }
+  close(paused[1]);
+  close(resume[0]);
+  struct Reap {  // the child never outlives the test, also on failure
+    pid_t pid;
+    ~Reap() {
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    }
+  } reap{child};
+  char c;
+  ASSERT_EQ(read(paused[0], &c, 1), 1) << "the child never found the data file empty";
+  ChargeResult mine;
+  {
+    LmdbStore s(o);
+    mine = s.charge(l, 1, T0, nullptr);
+  }
+  ASSERT_TRUE((mine.ok() && mine.accepted) || mine.status == Status::unavailable) << mine.reason;
+  ASSERT_EQ(write(resume[1], "r", 1), 1);
+  int st;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  reap.pid = -1;
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the child's charge failed";
+  LmdbStore s(o);
+  EXPECT_EQ(used(s, "u:first@example.com"), mine.ok() ? 2u : 1u)
+      << "the parent's charge " << (mine.ok() ? "succeeded" : "failed");
+  close(paused[0]);
+  close(resume[1]);
+}
+
 // A writer that is stopped (SIGSTOP) while holding the writer lock makes the
 // others fail with `unavailable` after the timeout, not hang; once it is
 // killed, the next charge goes through.
@@ -249,10 +332,11 @@ TEST(StoreLmdbProcesses, AStoppedWriterMakesOthersFailNotHang) {
 }
 
 // Readers hold the lock too (MDB_NOLOCK), a chunk of a scan at a time. A
-// reader killed in the middle of one leaves no stuck lock: the next charge
-// takes the lock over at once. Each reader is killed a few milliseconds
-// after it said it is scanning, until three were killed holding the lock
-// (or 200 rounds).
+// reader killed in the middle of one leaves no stuck lock. Each reader is
+// killed a few milliseconds after it said it is scanning; then writer.lock
+// is taken as the store takes it (`recovered`: the reader died holding it,
+// and it is taken over at once) and a charge goes through at once, until
+// three readers were killed holding the lock (or 200 rounds).
 TEST(StoreLmdbProcesses, AReaderKilledMidScanLeavesNoStuckLock) {
   TempDir d;
   const store::LmdbOptions o = patient_options(d);
@@ -266,9 +350,14 @@ TEST(StoreLmdbProcesses, AReaderKilledMidScanLeavesNoStuckLock) {
   }
   LmdbStore s(o);
   const Limit l[] = {{{"u:writer@example.com", "rcpt", DAY}, 1000}};
+  const int gen = open(LmdbStore::generation_path(o).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_NE(gen, -1);
+  process_lock::Lock writer;
+  ASSERT_EQ(writer.open(gen, "writer.lock", long_timeout_ms), 0);
+  close(gen);
   std::mt19937 rng(3);
-  int rounds = 0;
-  for (; rounds < 200 && s.lock_recoveries() < 3; ++rounds) {
+  int rounds = 0, recovered = 0;
+  for (; rounds < 200 && recovered < 3; ++rounds) {
     int scanning[2];
     ASSERT_EQ(pipe(scanning), 0);
     const pid_t reader = fork();
@@ -290,12 +379,16 @@ TEST(StoreLmdbProcesses, AReaderKilledMidScanLeavesNoStuckLock) {
     waitpid(reader, &st, 0);
     ASSERT_TRUE(started && WIFSIGNALED(st)) << "the reader failed on its own";
     const auto t0 = std::chrono::steady_clock::now();
+    const process_lock::Outcome taken = writer.lock(long_timeout_ms);
+    ASSERT_TRUE(taken == process_lock::Outcome::locked || taken == process_lock::Outcome::recovered);
+    writer.unlock();
+    recovered += taken == process_lock::Outcome::recovered;
     ChargeResult r = s.charge(l, 1, T0, nullptr);
     EXPECT_LT(ms_since(t0), missed_ms);
     ASSERT_TRUE(r.ok()) << r.reason;
     ASSERT_TRUE(r.accepted);
   }
-  EXPECT_GE(s.lock_recoveries(), 1u) << "no reader was ever killed holding the lock in " << rounds << " rounds";
+  EXPECT_GE(recovered, 1) << "no reader was ever killed holding the lock in " << rounds << " rounds";
   EXPECT_EQ(used(s, "u:writer@example.com"), static_cast<std::uint64_t>(rounds));
   std::vector<store::CounterUsage> top;
   ASSERT_TRUE(s.top(3, "rcpt", T0, top).ok());

@@ -159,16 +159,20 @@ UNIT := $(B)/unit
 CXXFLAGS_UNIT := -std=c++20 -O1 -g -fno-exceptions -Wall -Wextra -Werror -Isrc-overlay
 OVERLAY_LIB_SRCS := $(filter-out $(wildcard src-overlay/*_main.cpp) src-overlay/cxx_runtime.cpp,$(wildcard src-overlay/*.cpp))
 UNIT_SRCS := $(wildcard tests/unit/*.cpp)
-# C files of the overlay that include no qmail header (the others, such as
-# hier_overlay.c, build only inside a qmail tree): the unit tests link them,
-# compiled as C by the C compiler, as qmail compiles them.
-CFLAGS_UNIT := -std=gnu99 -O1 -g -Wall -Wextra -Werror -Isrc-overlay
-OVERLAY_UNIT_C_SRCS := src-overlay/delnum.c
-OVERLAY_UNIT_C_OBJS := $(patsubst src-overlay/%.c,$(UNIT)/c/%.o,$(OVERLAY_UNIT_C_SRCS))
+# qmail C that the unit tests link, compiled as C by the C compiler, as qmail
+# compiles it: delnum.c and delnum.h come with patch 0010 (the big-concurrency
+# patches stand alone, without the overlay), so they are taken from the
+# prepared tree. test_delnum.cpp finds delnum.h there with -iquote, which only
+# "..." includes see (the tree's error.h must not hide <error.h>).
+CFLAGS_UNIT := -std=gnu99 -O1 -g -Wall -Wextra -Werror
+UNIT_QMAIL_C_OBJS := $(UNIT)/c/delnum.o
 
-$(UNIT)/c/%.o: src-overlay/%.c $(wildcard src-overlay/*.h)
+$(UNIT)/c/%.o: $(TREE)/.prepared-patched
 	@mkdir -p $(UNIT)/c
-	gcc $(CFLAGS_UNIT) -c -o $@ $<
+	gcc $(CFLAGS_UNIT) -c -o $@ $(TREE)/$*.c
+
+$(UNIT)/o/tests/unit/test_delnum.o: $(TREE)/.prepared-patched
+$(UNIT)/o/tests/unit/test_delnum.o: CXXFLAGS_UNIT += -iquote $(TREE)
 
 # One object per source, JOBS at a time (unit runs make again for that).
 UNIT_OBJS := $(patsubst %.cpp,$(UNIT)/o/%.o,$(OVERLAY_LIB_SRCS) $(UNIT_SRCS))
@@ -177,10 +181,10 @@ $(UNIT)/o/%.o: %.cpp $(wildcard src-overlay/*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	g++ $(CXXFLAGS_UNIT) -c -o $@ $<
 
-$(UNIT)/unit-tests: $(UNIT_OBJS) $(OVERLAY_UNIT_C_OBJS)
-	g++ -o $@ $(UNIT_OBJS) $(OVERLAY_UNIT_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -lhiredis -ldl -lpthread
+$(UNIT)/unit-tests: $(UNIT_OBJS) $(UNIT_QMAIL_C_OBJS)
+	g++ -o $@ $(UNIT_OBJS) $(UNIT_QMAIL_C_OBJS) -lgtest_main -lgtest -lcdb -llmdb -lhiredis -ldl -lpthread
 
-unit:
+unit: $(TREE)/.prepared-patched
 	$(SUBMAKE) $(UNIT)/unit-tests
 	$(UNIT)/unit-tests --gtest_brief=1
 

@@ -68,21 +68,28 @@ def test_missing_tarball_explains_how_to_provide_it(tmp_path):
     assert "git --git-dir=" in r.stderr and "NETQMAIL_TARBALL" in r.stderr
 
 
-def test_patch_that_needs_fuzz_stops_the_build(tmp_path):
+@pytest.mark.parametrize("hunk,said", [
+    # right file, context off by one line: applies only with fuzz
+    ("@@ -1,3 +1,4 @@\n #include \"sig.h\"\n NOT THE NEXT LINE\n #include \"stralloc.h\"\n+/* x */\n",
+     "patch 0001-bad.patch does not apply"),
+    # right context, one line late: applies only at an offset (which patch -s
+    # would not even mention)
+    ("@@ -4,2 +4,3 @@\n #include \"stralloc.h\"\n+/* x */\n #include \"substdio.h\"\n",
+     "(offset -1 lines).\nprepare-tree: fatal: patch 0001-bad.patch applied with complaints"),
+])
+def test_patch_that_needs_fuzz_or_an_offset_stops_the_build(tmp_path, hunk, said):
     fake = tmp_path / "proj"
     shutil.copytree(TOP / "tools", fake / "tools")
     (fake / "src-overlay").mkdir()
     (fake / "doc").mkdir()
     (fake / "patches").mkdir()
-    # right file, context off by one line: applies only with fuzz
     (fake / "patches/0001-bad.patch").write_text(
         "Description: bad\nAuthor: test\nLast-Update: 2026-11-22\n\n"
-        "--- a/qmail-smtpd.c\n+++ b/qmail-smtpd.c\n@@ -1,3 +1,4 @@\n"
-        " #include \"sig.h\"\n NOT THE NEXT LINE\n #include \"stralloc.h\"\n+/* x */\n")
+        "--- a/qmail-smtpd.c\n+++ b/qmail-smtpd.c\n" + hunk)
     (fake / "patches/series").write_text("0001-bad.patch\n")
     r = run(fake / "tools/prepare-tree", qh.STOCKSRC, tmp_path / "tree", "patched")
     assert r.returncode != 0
-    assert "patch 0001-bad.patch does not apply" in r.stderr
+    assert said in r.stderr
     assert not (tmp_path / "tree").exists()
 
 

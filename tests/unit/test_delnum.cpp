@@ -1,5 +1,6 @@
 // Delivery numbers between qmail-send and the spawns: two bytes, low byte
-// first, decoded unsigned (src-overlay/delnum.c, linked as qmail links it).
+// first, decoded unsigned (delnum.c of patch 0010, taken from the prepared
+// tree and linked as qmail links it).
 #include <gtest/gtest.h>
 
 #include <array>

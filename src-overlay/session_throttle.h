@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 
+#include "function_ref.h"
 #include "limits_table.h"
 #include "mapped_box.h"
 #include "relay_policy.h"
@@ -52,7 +53,10 @@ struct Config {
 
 // qmail-smtpd's configuration, read in QMAIL_HOME: NOTHROTTLE from the
 // environment, control/throttlefail, control/throttlestoresize (MiB),
-// control/throttlestore.
+// control/throttlestore. A control file whose value is not valid gets one
+// line through `problem` ("throttle: control/NAME: ..."); its default
+// applies.
+Config config_from_qmail(FunctionRef<void(const std::string&)> problem);
 Config config_from_qmail();
 
 class SessionThrottle {

@@ -7,10 +7,10 @@
 
 #include <malloc.h>
 
-#include "control_file.h"
 #include "logline.h"
 #include "tarpit_budget.h"
 #include "teergrube_delay.h"
+#include "throttle_controls.h"
 
 namespace teergrube {
 
@@ -31,13 +31,14 @@ const spamt::TeergrubeSettings* settings_for(throttle::SessionThrottle& s) {
   return &t;
 }
 
-std::uint32_t budget() {
-  std::string text = control_file::first_line("control/tarpitbudget");
-  if (text.empty()) return tarpit::default_budget;
-  char* end = nullptr;
-  unsigned long n = std::strtoul(text.c_str(), &end, 10);
-  if (end == text.c_str() || *end != '\0' || n > 1000000) return tarpit::default_budget;
-  return static_cast<std::uint32_t>(n);
+// control/tarpitbudget (throttle_controls.h); a value that is not valid is
+// logged and the default applies.
+std::uint32_t budget(throttle::SessionThrottle& s) {
+  const throttle_controls::Number& n = throttle_controls::tarpit_budget;
+  const throttle_controls::Reading r = throttle_controls::read(n, "control/tarpitbudget");
+  using Status = throttle_controls::Reading::Status;
+  if (r.status == Status::invalid || r.status == Status::unreadable) s.emit(throttle_controls::log_line(n, r));
+  return r.value;
 }
 
 std::string ms(std::uint64_t v) { return std::to_string(v) + "ms"; }
@@ -87,7 +88,7 @@ DataResult at_data(throttle::SessionThrottle& s, std::uint32_t rcpts, int fd, cl
   };
 
   tarpit::Slot slot;
-  const std::uint32_t allowed = budget();
+  const std::uint32_t allowed = budget(s);
   switch (slot.acquire(s.settings().store.directory + "/tarpit.slots", allowed)) {
     case tarpit::Slot::Outcome::spent:
       log(0, "over budget " + std::to_string(allowed));

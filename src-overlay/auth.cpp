@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "helpers.h"
 
 namespace auth {
 
@@ -30,16 +31,7 @@ constexpr std::string_view reply_too_many = "421 4.7.0 too many authentication f
 constexpr std::string_view reply_required = "530 5.7.0 authentication required\r\n";
 constexpr std::string_view reply_starttls_first = "530 5.7.0 must issue a STARTTLS command first\r\n";
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 'a' + 'A');
-    if (y >= 'a' && y <= 'z') y = static_cast<char>(y - 'a' + 'A');
-    if (x != y) return false;
-  }
-  return true;
-}
+using helpers::iequals;
 
 // The next space-separated word of `s`, removed from it.
 std::string_view word(std::string_view& s) {

@@ -7,17 +7,11 @@
 #include <poll.h>
 #include <time.h>
 
+#include "helpers.h"
+
 namespace client_wait {
 
-namespace {
-
-std::uint64_t monotonic_ms() noexcept {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
-}
-
-}  // namespace
+using helpers::monotonic_ms;
 
 const char* outcome_name(Outcome o) noexcept {
   switch (o) {

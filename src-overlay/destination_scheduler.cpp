@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "helpers.h"
+
 namespace destinations {
 
 namespace {
@@ -24,10 +26,7 @@ std::string logsafe(std::string_view s, std::size_t max = 300) {
   return out;
 }
 
-std::string period_text(std::uint32_t seconds) {
-  char buf[16];
-  return std::string(buf, spamt::format_period(seconds, buf));
-}
+using helpers::period_text;
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "helpers.h"
 #include "spamt_syntax.h"  // spamt::parse_windows, spamt::parse_period
 #include "text_syntax.h"
 
@@ -36,8 +37,7 @@ std::string describe(const Line& l) {
   if (l.backoff.failures == 0) {
     s += " no backoff";
   } else {
-    char buf[16];
-    s += " pause " + std::string(buf, spamt::format_period(l.backoff.pause_seconds, buf)) + " after " +
+    s += " pause " + helpers::period_text(l.backoff.pause_seconds) + " after " +
          std::to_string(l.backoff.failures) + " failures";
   }
   return s;

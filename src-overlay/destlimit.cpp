@@ -13,6 +13,7 @@
 
 #include "destination_scheduler.h"
 #include "destination_state.h"
+#include "helpers.h"
 
 static_assert(DESTLIMIT_PARKED == destinations::Held::parked);
 
@@ -45,11 +46,7 @@ SendLog* send_log = nullptr;
 Scheduler* scheduler = nullptr;  // made at the first file with lines (or a bad one at start)
 bool dump_failed_logged = false;
 
-Ms now_ms() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<Ms>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
+Ms now_ms() noexcept { return static_cast<Ms>(helpers::monotonic_ms()); }
 
 SendLog& logger() {
   if (send_log == nullptr) send_log = new SendLog;

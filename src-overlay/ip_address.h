@@ -67,6 +67,10 @@ bool contains(const Network& n, const Address& a) noexcept;
 // Canonical text without a NUL: dotted quad, or RFC 5952 for IPv6 (lower
 // case, no leading zeros, the longest run of two or more zero groups as
 // "::"). `out` must hold text_max bytes. Returns the length written.
+// Parsing is inet_pton's; printing is not inet_ntop's, which writes
+// ::a.b.c.d for IPv4-compatible and -mapped IPv6 addresses: these texts
+// are store keys and log fields, and an address keeps one text, hex
+// groups only (tests/unit/test_ip_address.cpp, FormatIsNotInetNtop).
 std::size_t format(const Address& a, char* out) noexcept;
 
 // "address/prefix", same rules.

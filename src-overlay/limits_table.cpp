@@ -10,6 +10,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "helpers.h"
+
 namespace spamt {
 
 namespace {
@@ -28,7 +30,7 @@ int parse_record(const unsigned char* p, std::size_t avail, std::uint32_t pos, s
   return 1;
 }
 
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+using helpers::lower;
 
 std::size_t put(char* out, std::string_view s) noexcept {
   for (std::size_t i = 0; i < s.size(); ++i) out[i] = s[i];

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "helpers.h"
+
 namespace process_lock {
 
 namespace {
@@ -20,11 +22,7 @@ namespace {
 constexpr std::uint32_t magic = 0x71746c6bu;
 constexpr std::uint32_t format = 1;
 
-std::uint64_t monotonic_ms() noexcept {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
-}
+using helpers::monotonic_ms;
 
 void sleep_ms(long ms) noexcept {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};

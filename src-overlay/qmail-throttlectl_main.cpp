@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "limits_table.h"
 #include "relay_policy.h"
 #include "session_throttle.h"
@@ -63,11 +64,6 @@ void check(const store::Result& r, const char* what) {
     fatal(std::string(what) + ": store " + std::string(store::status_name(r.status)) + ": " + r.reason);
 }
 
-std::string period(std::uint32_t seconds) {
-  char buf[16];
-  return std::string(buf, spamt::format_period(seconds, buf));
-}
-
 // "3h12m", "45s": how long until something frees up.
 std::string duration(std::uint64_t ms) {
   if (ms == window::never) return "never";
@@ -98,7 +94,7 @@ std::vector<std::string> keys_for(const spamt::Identity& id) {
   if (id.kind == spamt::Kind::address && id.network.address.bits() == 128) {
     spamt::Identity block = id;
     block.kind = spamt::Kind::network;
-    block.network = ip::Network{ip::masked(id.network.address, 64), 64};
+    block.network = ip::Network{ip::masked(id.network.address, helpers::client_prefix6), helpers::client_prefix6};
     keys.push_back(block.budget_key());
   }
   return keys;
@@ -113,7 +109,7 @@ std::uint64_t store_time(store::Store& s) {
 
 void print_counter(const store::CounterUsage& u, bool with_identity) {
   if (with_identity) std::printf("%s ", relay_policy::describe_key(u.identity).c_str());
-  std::printf("%s per %s: %llu used", u.metric.c_str(), period(u.window_seconds).c_str(),
+  std::printf("%s per %s: %llu used", u.metric.c_str(), helpers::period_text(u.window_seconds).c_str(),
               static_cast<unsigned long long>(u.used));
   if (u.limit != 0) {
     unsigned long long left = u.used >= u.limit ? 0 : u.limit - u.used;

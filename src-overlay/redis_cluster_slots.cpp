@@ -2,6 +2,8 @@
 
 #include "redis_cluster_slots.h"
 
+#include "helpers.h"
+
 namespace redis {
 
 std::uint16_t crc16(std::string_view data) noexcept {
@@ -34,15 +36,10 @@ bool parse_host_port(std::string_view s, store_url::HostPort& out) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   // "host:port@cport" (cluster bus port) is not used in redirections, but be lenient.
   port = port.substr(0, port.find('@'));
-  unsigned v = 0;
-  if (port.empty() || port.size() > 5) return false;
-  for (char c : port) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (v == 0 || v > 65535) return false;
+  const std::optional<std::uint16_t> v = helpers::parse_unsigned<std::uint16_t>(port);
+  if (!v || *v == 0) return false;
   out.host.assign(host);
-  out.port = static_cast<std::uint16_t>(v);
+  out.port = *v;
   return true;
 }
 
@@ -61,15 +58,9 @@ std::optional<Redirect> parse_redirect(const Reply& r) {
   }
   const std::size_t space = rest.find(' ');
   if (space == std::string_view::npos) return std::nullopt;
-  unsigned slot = 0;
-  const std::string_view num = rest.substr(0, space);
-  if (num.empty() || num.size() > 5) return std::nullopt;
-  for (char c : num) {
-    if (c < '0' || c > '9') return std::nullopt;
-    slot = slot * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (slot >= cluster_slots || !parse_host_port(rest.substr(space + 1), d.to)) return std::nullopt;
-  d.slot = static_cast<std::uint16_t>(slot);
+  const std::optional<std::uint16_t> slot = helpers::parse_unsigned<std::uint16_t>(rest.substr(0, space));
+  if (!slot || *slot >= cluster_slots || !parse_host_port(rest.substr(space + 1), d.to)) return std::nullopt;
+  d.slot = *slot;
   return d;
 }
 

@@ -2,6 +2,7 @@
 
 #include "relay_policy.h"
 
+#include "helpers.h"
 #include "logline.h"
 
 namespace relay_policy {
@@ -18,10 +19,7 @@ std::size_t add_windows(const spamt::Budget& b, const spamt::Windows& windows, s
   return n;
 }
 
-std::string period_text(std::uint32_t seconds) {
-  char buf[16];
-  return std::string(buf, spamt::format_period(seconds, buf));
-}
+using helpers::period_text;
 
 std::string unit_text(std::uint64_t n, const char* unit) {
   std::string s = "about " + std::to_string(n) + " " + unit;

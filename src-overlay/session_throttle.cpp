@@ -5,8 +5,10 @@
 #include <cstdlib>
 
 #include "control_file.h"
+#include "helpers.h"
 #include "logline.h"
 #include "store_factory.h"
+#include "throttle_controls.h"
 
 namespace throttle {
 
@@ -30,25 +32,29 @@ Config base_config() {
 }
 
 // What only faults and the store need: control/throttlefail,
-// control/throttlestoresize, control/throttlestore.
-void apply_control_files(Config& c) {
+// control/throttlestoresize, control/throttlestore. A size that is not
+// valid is reported through `problem` and the default applies
+// (throttle_controls.h).
+void apply_control_files(Config& c, FunctionRef<void(const std::string&)> problem) {
   c.fail_closed = control_file::first_line("control/throttlefail") == "closed";
   c.store_line = control_file::first_line("control/throttlestore");
-  std::string mib = control_file::first_line("control/throttlestoresize");
-  if (!mib.empty()) {
-    char* end = nullptr;
-    unsigned long long n = std::strtoull(mib.c_str(), &end, 10);
-    if (end != nullptr && *end == '\0' && n >= 1 && n <= (std::uint64_t{1} << 20))
-      c.store.map_size = static_cast<std::size_t>(n) << 20;
-  }
+  const throttle_controls::Number& size = throttle_controls::store_size;
+  const throttle_controls::Reading mib = throttle_controls::read(size, "control/throttlestoresize");
+  using Status = throttle_controls::Reading::Status;
+  if (mib.status == Status::invalid || mib.status == Status::unreadable) problem(throttle_controls::log_line(size, mib));
+  c.store.map_size = static_cast<std::size_t>(mib.value) << 20;
 }
 
 }  // namespace
 
-Config config_from_qmail() {
+Config config_from_qmail(FunctionRef<void(const std::string&)> problem) {
   Config c = base_config();
-  apply_control_files(c);
+  apply_control_files(c, problem);
   return c;
+}
+
+Config config_from_qmail() {
+  return config_from_qmail([](const std::string&) {});
 }
 
 SessionThrottle::SessionThrottle(Clock clock, Log log) noexcept : clock_(clock), log_(log) {}
@@ -68,7 +74,7 @@ const Config& SessionThrottle::config() {
 const Config& SessionThrottle::policy() {
   config();
   if (policy_pending_) {
-    apply_control_files(*config_);
+    apply_control_files(*config_, [this](const std::string& line) { log(line); });
     policy_pending_ = false;
   }
   return *config_;
@@ -155,6 +161,14 @@ teergrube_policy::Delay SessionThrottle::teergrube_at_data(std::uint32_t rcpts) 
   }
   d.directory = config().store.directory;
   return d;
+}
+
+std::uint32_t SessionThrottle::tarpit_budget() const noexcept {
+  const throttle_controls::Number& n = throttle_controls::tarpit_budget;
+  const throttle_controls::Reading r = throttle_controls::read(n, "control/tarpitbudget");
+  using Status = throttle_controls::Reading::Status;
+  if (r.status == Status::invalid || r.status == Status::unreadable) log(throttle_controls::log_line(n, r));
+  return r.value;
 }
 
 void SessionThrottle::teergrube_log(const teergrube_policy::Delay& delay, std::uint64_t waited_ms,

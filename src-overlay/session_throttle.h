@@ -32,6 +32,7 @@
 #include <string>
 #include <string_view>
 
+#include "function_ref.h"
 #include "limits_table.h"
 #include "mapped_box.h"
 #include "relay_policy.h"
@@ -55,7 +56,10 @@ struct Config {
 
 // qmail-smtpd's configuration, read in QMAIL_HOME: NOTHROTTLE from the
 // environment, control/throttlefail, control/throttlestoresize (MiB),
-// control/throttlestore.
+// control/throttlestore. A control file whose value is not valid gets one
+// line through `problem` ("throttle: control/NAME: ..."); its default
+// applies.
+Config config_from_qmail(FunctionRef<void(const std::string&)> problem);
 Config config_from_qmail();
 
 class SessionThrottle {
@@ -114,6 +118,9 @@ class SessionThrottle {
   teergrube_policy::Delay teergrube_at_data(std::uint32_t rcpts);
   // The one log line of a delay teergrube_at_data() decided.
   void teergrube_log(const teergrube_policy::Delay& delay, std::uint64_t waited_ms, std::string_view how) const noexcept;
+  // control/tarpitbudget (throttle_controls.h): held sessions allowed on
+  // this host; a value that is not valid is logged and the default applies.
+  std::uint32_t tarpit_budget() const noexcept;
   // Before a long wait: close the store and the table and drop the lookup
   // (their maps and buffers); the next decision opens them again. The
   // transaction's receipt is kept.

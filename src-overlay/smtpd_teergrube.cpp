@@ -7,7 +7,6 @@
 
 #include <malloc.h>
 
-#include "control_file.h"
 #include "logline.h"
 #include "spamt_syntax.h"
 #include "tarpit_budget.h"
@@ -21,15 +20,6 @@ namespace {
 constexpr std::size_t text_at = 4;  // after "354-"
 char line[text_at + spamt::tgtext_max + 3] = "354-";  // then CR, LF, NUL
 static_assert(sizeof line - text_at - 3 == spamt::tgtext_max, "the line holds the longest tgtext the table accepts");
-
-std::uint32_t budget() {
-  std::string text = control_file::first_line("control/tarpitbudget");
-  if (text.empty()) return tarpit::default_budget;
-  char* end = nullptr;
-  unsigned long n = std::strtoul(text.c_str(), &end, 10);
-  if (end == text.c_str() || *end != '\0' || n > 1000000) return tarpit::default_budget;
-  return static_cast<std::uint32_t>(n);
-}
 
 }  // namespace
 
@@ -46,7 +36,7 @@ DataResult at_data(throttle::SessionThrottle& s, std::uint32_t rcpts, int fd, cl
   auto log = [&](std::uint64_t waited, std::string_view how) { s.teergrube_log(d, waited, how); };
 
   tarpit::Slot slot;
-  const std::uint32_t allowed = budget();
+  const std::uint32_t allowed = s.tarpit_budget();
   switch (slot.acquire(std::string(d.directory) + "/tarpit.slots", allowed)) {
     case tarpit::Slot::Outcome::spent:
       log(0, "over budget " + std::to_string(allowed));

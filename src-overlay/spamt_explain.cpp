@@ -4,6 +4,8 @@
 
 #include <optional>
 
+#include "helpers.h"
+
 namespace spamt {
 
 namespace {
@@ -86,9 +88,7 @@ bool explain(LimitsTable& table, std::string_view ip_text, std::string_view user
   std::size_t matches = 0;
   Record found;  // big: one at a time
   const Entry& e = found.entry;
-  std::string lowered(user);
-  for (char& c : lowered)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  const std::string lowered = helpers::lowered(user);
   if (!lowered.empty() && table.find_user(lowered, found) == 1) {
     out += "  " + who(e) + ": " + aspects(e) + "\n";
     ++matches;

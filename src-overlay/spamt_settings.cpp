@@ -2,7 +2,6 @@
 
 #include "spamt_settings.h"
 
-#include "decimal.h"
 
 namespace spamt {
 
@@ -40,24 +39,6 @@ bool Windows::operator==(const Windows& o) const noexcept {
   return true;
 }
 
-std::size_t format_period(std::uint32_t seconds, char* out) noexcept {
-  struct Unit {
-    std::uint32_t seconds;
-    char name;
-  };
-  static constexpr Unit units[] = {{604800, 'w'}, {86400, 'd'}, {3600, 'h'}, {60, 'm'}};
-  for (const Unit& u : units) {
-    if (seconds != 0 && seconds % u.seconds == 0) {
-      std::size_t n = decimal::put(out, seconds / u.seconds);
-      out[n++] = u.name;
-      return n;
-    }
-  }
-  std::size_t n = decimal::put(out, seconds);
-  out[n++] = 's';
-  return n;
-}
-
 std::size_t format_windows(const Windows& w, char* out) noexcept {
   if (w.count == 0) {
     out[0] = '0';
@@ -66,7 +47,7 @@ std::size_t format_windows(const Windows& w, char* out) noexcept {
   std::size_t n = 0;
   for (std::size_t i = 0; i < w.count && i < max_windows; ++i) {
     if (i > 0) out[n++] = ',';
-    n += decimal::put(out + n, w.at[i].limit);
+    n += helpers::put_decimal(out + n, w.at[i].limit);
     out[n++] = '/';
     n += format_period(w.at[i].seconds, out + n);
   }

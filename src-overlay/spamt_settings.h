@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "helpers.h"
+
 namespace spamt {
 
 // What an entry's identity names. Values are stored in the cdb.
@@ -114,14 +116,12 @@ struct Teergrube {
   bool operator==(const Teergrube&) const = default;
 };
 
-// IPv6 clients are counted per /64 wherever a budget is per client (the
-// default entry, `each`, authfail): one end site, not one of its 2^64
-// addresses.
-constexpr unsigned client_prefix6 = 64;
+// IPv6 clients are counted per /64 wherever a budget is per client
+// (helpers.h).
+using helpers::client_prefix6;
 
-// Text of a period: the largest unit that divides it exactly ("30s", "10m",
-// "1h", "1d", "2w", "90s"). `out` must hold 16 bytes. Returns the length.
-std::size_t format_period(std::uint32_t seconds, char* out) noexcept;
+// Text of a period ("30s", "10m", "1h"; helpers.h).
+using helpers::format_period;
 
 // "100/1h,1000/1d"; "0" for no limit. `out` must hold windows_text_max bytes.
 constexpr std::size_t windows_text_max = max_windows * 28;

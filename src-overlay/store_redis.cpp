@@ -7,6 +7,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "redis_functions.h"
 
 namespace store {
@@ -22,15 +23,11 @@ std::string field_of(const CounterKey& k) { return std::string(k.metric) + "/" +
 // "rcpt/86400" -> metric and window; false when it is not a counter field.
 bool split_field(std::string_view f, std::string& metric, std::uint32_t& window) {
   const std::size_t slash = f.rfind('/');
-  if (slash == std::string_view::npos || slash == 0 || slash + 1 == f.size() || f.size() - slash > 11) return false;
-  std::uint64_t w = 0;
-  for (char c : f.substr(slash + 1)) {
-    if (c < '0' || c > '9') return false;
-    w = w * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (w == 0 || w > 0xffffffffu) return false;
+  if (slash == std::string_view::npos || slash == 0) return false;
+  const std::optional<std::uint32_t> w = helpers::parse_u32(f.substr(slash + 1));
+  if (!w || *w == 0) return false;
   metric.assign(f.substr(0, slash));
-  window = static_cast<std::uint32_t>(w);
+  window = *w;
   return true;
 }
 
@@ -102,11 +99,10 @@ bool time_of(const Reply& r, std::uint64_t& out) {
   std::uint64_t v[2] = {0, 0};
   for (int i = 0; i < 2; ++i) {
     const Reply& e = r.elements[static_cast<std::size_t>(i)];
-    if (e.type != Reply::Type::string || e.str.empty() || e.str.size() > 19) return false;
-    for (char c : e.str) {
-      if (c < '0' || c > '9') return false;
-      v[i] = v[i] * 10 + static_cast<unsigned>(c - '0');
-    }
+    if (e.type != Reply::Type::string || e.str.size() > 19) return false;
+    const std::optional<std::uint64_t> n = helpers::parse_unsigned<std::uint64_t>(e.str);
+    if (!n) return false;
+    v[i] = *n;
   }
   out = v[0] * 1000 + v[1] / 1000;
   return true;

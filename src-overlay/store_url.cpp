@@ -2,6 +2,8 @@
 
 #include "store_url.h"
 
+#include "helpers.h"
+
 namespace store_url {
 
 namespace {
@@ -23,14 +25,9 @@ bool fail(std::string* error, std::string why) {
 
 // A decimal number in [lo, hi].
 bool number(std::string_view s, std::uint64_t lo, std::uint64_t hi, std::uint64_t& out) {
-  if (s.empty() || s.size() > 10) return false;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (v < lo || v > hi) return false;
-  out = v;
+  const std::optional<std::uint32_t> v = helpers::parse_u32(s);
+  if (!v || *v < lo || *v > hi) return false;
+  out = *v;
   return true;
 }
 

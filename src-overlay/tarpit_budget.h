@@ -16,9 +16,8 @@
 
 namespace tarpit {
 
-// The default of control/tarpitbudget: at most this many sessions delayed at
-// once (tcpserver's default -c is 40).
-inline constexpr std::uint32_t default_budget = 20;
+// How many slots there are comes from control/tarpitbudget, read with its
+// default by throttle_controls.h.
 
 class Slot {
  public:

@@ -10,12 +10,6 @@ std::string_view trim(std::string_view s) noexcept {
   return s;
 }
 
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
-
 std::string shown(std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
@@ -38,16 +32,7 @@ std::string shown(std::string_view s) {
 
 std::string quoted(std::string_view s) { return "'" + shown(s) + "'"; }
 
-std::optional<std::uint32_t> parse_uint32(std::string_view s) noexcept {
-  if (s.empty() || s.size() > 10) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (!is_digit(c)) return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (v > 0xffffffffu) return std::nullopt;
-  return static_cast<std::uint32_t>(v);
-}
+
 
 bool valid_domain(std::string_view d) noexcept {
   if (d.empty() || d.size() > 253) return false;

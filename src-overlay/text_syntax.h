@@ -13,17 +13,19 @@
 #include <string>
 #include <string_view>
 
+#include "helpers.h"
+
 namespace text {
 
 inline bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 inline bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-inline char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+using helpers::lower;
 
 // `s` without the blanks (is_space) at either end.
 std::string_view trim(std::string_view s) noexcept;
 
 // `s` in ASCII lower case.
-std::string lowered(std::string_view s);
+using helpers::lowered;
 
 // A piece of input for a message: printable ASCII as is, other bytes as
 // \xNN, cut after 60 bytes ("..."). quoted() adds single quotes.
@@ -31,7 +33,7 @@ std::string shown(std::string_view s);
 std::string quoted(std::string_view s);
 
 // Decimal digits only (no sign, no blanks), 0 to 4294967295.
-std::optional<std::uint32_t> parse_uint32(std::string_view s) noexcept;
+inline std::optional<std::uint32_t> parse_uint32(std::string_view s) noexcept { return helpers::parse_u32(s); }
 
 // A lower-case domain: letters, digits, '-' and '_' in labels separated by
 // single dots, no dot at either end, at most 253 bytes.

@@ -10,17 +10,14 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "openssl_loader.h"
 
 namespace tls {
 
 namespace {
 
-long now_ms() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return static_cast<long>(t.tv_sec) * 1000 + t.tv_nsec / 1000000;
-}
+long now_ms() { return static_cast<long>(helpers::monotonic_ms()); }
 
 bool separator(char c) { return c == ':' || c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -55,7 +52,7 @@ std::string sni_file_name(std::string_view host) {
   name.reserve(host.size() + 4);
   char previous = '.';
   for (char c : host) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    c = helpers::lower(c);
     const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
     if (!ok || (c == '.' && previous == '.')) return {};
     name += c;

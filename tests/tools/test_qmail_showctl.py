@@ -96,6 +96,25 @@ def test_settings_and_table_state(ctl):
     assert showctl(ctl)["spamt.cdb"] == "Oops! spamt.cdb exists but neither spamt nor relaylimits does."
 
 
+def test_numbers_are_read_as_qmail_smtpd_reads_them(ctl):
+    """One parser for qmail-showctl and qmail-smtpd (throttle_controls.h):
+    what qmail-smtpd cannot use is called invalid, with the default that
+    applies, not read as far as it looks like a number."""
+    ctl.control.write("throttlestoresize", "2G\n")
+    ctl.control.write("tarpitbudget", "-5\n")
+    said = showctl(ctl)
+    assert said["throttlestoresize"] == ("Oops! '2G' is not a whole number from 1 to 1048576: qmail-smtpd uses the "
+                                         "default. The throttle store holds at most 1024 MiB.")
+    assert said["tarpitbudget"] == ("Oops! '-5' is not a whole number from 0 to 1000000: qmail-smtpd uses the "
+                                    "default. At most 20 sessions are held by the teergrube at once.")
+    ctl.control.write("throttlestoresize", "0\n")  # out of range
+    assert showctl(ctl)["throttlestoresize"].startswith("Oops! '0' is not a whole number from 1 to 1048576")
+    ctl.control.write("throttlestoresize", "\n")  # empty: the default, as qmail-smtpd takes it
+    assert showctl(ctl)["throttlestoresize"] == "(Default.) The throttle store holds at most 1024 MiB."
+    ctl.control.write("tarpitbudget", "0\n")  # no teergrube at all is a valid budget
+    assert showctl(ctl)["tarpitbudget"] == "At most 0 sessions are held by the teergrube at once."
+
+
 def test_the_redis_store_is_shown_without_its_password(ctl):
     ctl.control.write("throttlestore", "redis-sentinel://10.0.0.1,10.0.0.2/mymaster?timeout=300\n")
     p = ctl.control.write("throttlestorepassword", "not-to-be-shown\n", mode=0o400)

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include <arpa/inet.h>
+
 #include "ip_address.h"
 
 namespace {
@@ -134,4 +136,37 @@ TEST(IpAddress, FormatFitsTextMax) {
   std::size_t n = ip::format(ip::Network{a, 128}, buf);
   EXPECT_EQ(std::string(buf, n), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/128");
   EXPECT_LT(n, ip::text_max);
+}
+
+// Parsing is inet_pton's, given text that is a C string of at most 45
+// bytes: a NUL inside must not cut the text short.
+TEST(IpAddress, TextWithANulIsNotAnAddress) {
+  EXPECT_FALSE(ip::parse(std::string_view("192.0.2.7\0junk", 14)));
+  EXPECT_FALSE(ip::parse(std::string_view("2001:db8::7\0", 12)));
+  EXPECT_FALSE(ip::parse_network(std::string_view("192.0.2.0\0/24", 13)));
+  EXPECT_EQ(roundtrip("0000:0000:0000:0000:0000:ffff:255.255.255.255"), "255.255.255.255");  // 45 bytes
+  EXPECT_FALSE(ip::parse("0000:0000:0000:0000:0000:0ffff:255.255.255.255"));
+}
+
+// The difference from inet_ntop that matters: glibc writes an
+// IPv4-compatible or -mapped IPv6 address with a dotted quad, format()
+// keeps hex groups, so the text of an address - a store key, a log field -
+// is one form and does not depend on the C library.
+TEST(IpAddress, FormatIsNotInetNtop) {
+  auto a = ip::parse("::192.0.2.33");
+  ASSERT_TRUE(a);
+  char ntop[64];
+  ASSERT_NE(inet_ntop(AF_INET6, a->bytes, ntop, sizeof ntop), nullptr);
+  EXPECT_EQ(std::string(ntop), "::192.0.2.33");
+  EXPECT_EQ(text(*a), "::c000:221");
+  auto n = ip::parse_network("::ffff:0.0.0.0/80");  // a mapped block too wide to be IPv4
+  ASSERT_TRUE(n);
+  EXPECT_EQ(text(*n), "::ffff:0:0/80");
+  // elsewhere they agree
+  for (const char* s : {"2001:db8::1:0:0:1", "::1", "::", "1:2:3:4:5:6:7:8", "2001:db8:0:0:1::", "fe80::1"}) {
+    auto b = ip::parse(s);
+    ASSERT_TRUE(b) << s;
+    ASSERT_NE(inet_ntop(AF_INET6, b->bytes, ntop, sizeof ntop), nullptr);
+    EXPECT_EQ(text(*b), std::string(ntop)) << s;
+  }
 }

@@ -1,0 +1,148 @@
+// client_slots.cpp: see client_slots.h.
+
+#include "client_slots.h"
+
+#include <cerrno>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace client_slots {
+
+namespace {
+
+constexpr std::size_t key_max = 80;
+
+// One OFD lock operation on byte `at` (len 1).
+int lock_byte(int fd, std::uint32_t at, short type, int cmd) noexcept {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(at);
+  fl.l_len = 1;
+  int r;
+  do r = fcntl(fd, cmd, &fl);
+  while (r < 0 && errno == EINTR && cmd == F_OFD_SETLKW);
+  return r;
+}
+
+bool busy(int err) noexcept { return err == EAGAIN || err == EACCES; }
+
+// The gate, as a write lock, on an open file: then nobody holds a slot and
+// the file can go. The caller closes fd.
+void unlink_if_gate_free(int fd, const std::string& path) noexcept {
+  if (lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) == 0) ::unlink(path.c_str());
+}
+
+}  // namespace
+
+std::string file_name(std::string_view key) {
+  if (key.empty() || key.size() > key_max) return {};
+  std::string name;
+  name.reserve(key.size());
+  for (char c : key) {
+    if (c == ':') {
+      name += '=';
+    } else if (c == '/') {
+      name += '_';
+    } else if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.') {
+      name += c;
+    } else {
+      return {};
+    }
+  }
+  if (name[0] == '.') return {};
+  return name;
+}
+
+Slot::Outcome Slot::acquire(const std::string& dir, std::string_view key, std::uint32_t limit) noexcept {
+  release();
+  error_ = 0;
+  if (limit == 0) return Outcome::full;
+  const std::string name = file_name(key);
+  if (name.empty()) {
+    error_ = EINVAL;
+    return Outcome::fault;
+  }
+  path_ = dir + "/" + name;
+  // a few rounds: each lost only to a removal that happened meanwhile
+  for (int round = 0; round < 8; ++round) {
+    int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && errno == ENOENT && ::mkdir(dir.c_str(), 0700) == 0) continue;
+    if (fd < 0) {
+      error_ = errno;
+      return Outcome::fault;
+    }
+    // the gate: a remover holds it only across unlink()
+    struct stat st;
+    if (lock_byte(fd, 0, F_RDLCK, F_OFD_SETLKW) != 0 || fstat(fd, &st) != 0) {
+      error_ = errno;
+      ::close(fd);
+      return Outcome::fault;
+    }
+    if (st.st_nlink == 0) {  // removed while we opened it
+      ::close(fd);
+      continue;
+    }
+    for (std::uint32_t i = 0; i < limit; ++i) {
+      if (lock_byte(fd, 1 + i, F_WRLCK, F_OFD_SETLK) == 0) {
+        fd_ = fd;
+        index_ = i;
+        return Outcome::held;
+      }
+      if (!busy(errno)) {
+        error_ = errno;
+        ::close(fd);
+        return Outcome::fault;
+      }
+    }
+    ::close(fd);
+    return Outcome::full;
+  }
+  error_ = EAGAIN;
+  return Outcome::fault;
+}
+
+void Slot::release() noexcept {
+  if (fd_ < 0) return;
+  lock_byte(fd_, 1 + index_, F_UNLCK, F_OFD_SETLK);
+  unlink_if_gate_free(fd_, path_);
+  ::close(fd_);  // drops whatever is left
+  fd_ = -1;
+}
+
+std::optional<std::uint32_t> in_use(const std::string& dir, std::string_view key, std::uint32_t max) noexcept {
+  const std::string name = file_name(key);
+  if (name.empty()) return std::nullopt;
+  int fd = ::open((dir + "/" + name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errno == ENOENT ? std::optional<std::uint32_t>(0) : std::nullopt;
+  std::uint32_t held = 0;
+  for (std::uint32_t i = 0; i < max; ++i) {
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = static_cast<off_t>(1 + i);
+    fl.l_len = 1;
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (fl.l_type != F_UNLCK) ++held;
+  }
+  ::close(fd);
+  return held;
+}
+
+bool remove_if_unused(const std::string& dir, std::string_view key) noexcept {
+  const std::string name = file_name(key);
+  if (name.empty()) return false;
+  const std::string path = dir + "/" + name;
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errno == ENOENT;
+  bool removed = lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) == 0 && ::unlink(path.c_str()) == 0;
+  ::close(fd);
+  return removed;
+}
+
+}  // namespace client_slots

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "connection_policy.h"
 #include "control_file.h"
 #include "helpers.h"
 #include "logline.h"
@@ -195,6 +196,39 @@ Decision SessionThrottle::store_fault(const std::string& what, store::Status sta
   if (!closed) return Decision::ok;
   reply_ = auth ? fail_closed_auth : fail_closed_rcpt;
   return Decision::defer;
+}
+
+Decision SessionThrottle::greeting() {
+  if (config().disabled) return Decision::ok;
+  // no table, or a table fault (logged): client limits do not apply; the
+  // fail-open/closed policy is the relay decisions' to apply
+  if (table_state() != TableState::ok) return Decision::ok;
+  const spamt::ClientLimits& c = lookup_->client();
+  const connection_policy::Needs needs = connection_policy::needs(c);
+  auto apply = [this](const connection_policy::Decision& d) {
+    if (!d.log.empty()) log(d.log);
+    if (d.outcome == connection_policy::Outcome::accept) return Decision::ok;
+    log(d.verdict.log);
+    reply_ = d.verdict.reply;
+    return Decision::drop;
+  };
+  if (needs.slot) {
+    connection_policy::SlotOutcome slot = connection_policy::SlotOutcome::fault;
+    switch (conn_slot_.acquire(config().store.directory + "/conn", c.key, c.limits->conn)) {
+      case client_slots::Slot::Outcome::held: slot = connection_policy::SlotOutcome::held; break;
+      case client_slots::Slot::Outcome::full: slot = connection_policy::SlotOutcome::full; break;
+      case client_slots::Slot::Outcome::fault: break;
+    }
+    if (apply(connection_policy::after_slot(c, slot, conn_slot_.error(), ip_)) != Decision::ok) return Decision::drop;
+  }
+  if (needs.rate) {
+    store::Limit counters[spamt::max_windows];
+    const std::size_t n = connection_policy::counters_for_connection(c, counters);
+    store::ChargeResult r =
+        with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), nullptr); });
+    return apply(connection_policy::after_rate(c, r, counters, n, policy().fail_closed, ip_));
+  }
+  return Decision::ok;
 }
 
 Decision SessionThrottle::rcpt() {

@@ -32,6 +32,7 @@
 #include <string>
 #include <string_view>
 
+#include "client_slots.h"
 #include "function_ref.h"
 #include "limits_table.h"
 #include "mapped_box.h"
@@ -79,6 +80,11 @@ class SessionThrottle {
 
   // The client (TCPREMOTEIP) and whether it is a relay client (RELAYCLIENT).
   void start(std::string_view ip, bool relay_client);
+  // Before the greeting: client limits conn= (a slot held for the
+  // session's life, client_slots.h) and connrate= (connection_policy.h).
+  // drop: reply() is the 421.
+  Decision greeting();
+
   // AUTH succeeded: limits now key on `user` (user@domain), and the session
   // relays.
   void set_user(std::string_view user);
@@ -171,6 +177,7 @@ class SessionThrottle {
   store::Receipt receipt_;  // this transaction's charges
   bool charged_in_transaction_ = false;
   std::string reply_;
+  client_slots::Slot conn_slot_;  // conn=: held until the process ends
 };
 
 // The session of this qmail-smtpd process (throttle.cpp).

@@ -66,6 +66,14 @@ extern "C" void throttle_session(const char* remoteip, int relayclient) noexcept
   started = checked = false;
 }
 
+extern "C" int throttle_greeting(void) noexcept {
+  // qmail-newspamt leaves this flag exactly when some entry limits clients:
+  // a server without client limits opens no table here
+  if (std::getenv("NOTHROTTLE") != nullptr || access("control/spamt.clients", F_OK) != 0) return THROTTLE_OK;
+  if (nothing_configured()) return THROTTLE_OK;
+  return decision(session().greeting());
+}
+
 extern "C" int throttle_relaylimited(void) noexcept {
   if (nothing_configured()) return 0;
   return session().relay_limited() ? 1 : 0;

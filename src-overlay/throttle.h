@@ -28,6 +28,12 @@ extern "C" {
    Reads no file. */
 void throttle_session(const char *remoteip, int relayclient) THROTTLE_NOEXCEPT;
 
+/* Before the 220 greeting: the client limits conn= and connrate= (spamt(5),
+   CLIENT LIMITS). THROTTLE_DROP: too many connections, answer
+   throttle_reply() (421) and end. Without control/spamt.clients (no entry
+   limits clients) one access() and nothing else. */
+int throttle_greeting(void) THROTTLE_NOEXCEPT;
+
 /* Relay limits (the limits table's rcpt= and msg=, see spamt(5)).
    throttle_relaylimited(): 1 when relay limits apply to this session, so
    qmail-smtpd must tell relayed recipients (domain not in rcpthosts) apart;

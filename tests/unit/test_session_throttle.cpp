@@ -230,3 +230,31 @@ TEST_F(SessionThrottleTest, AuthFailuresPerAddress) {
   now_ms += 11 * 60'000;
   EXPECT_EQ(t->auth_attempt(), Decision::ok);
 }
+
+// The greeting (patch 0070): conn= slots per client, connrate= in the store;
+// a session's slot is free again as soon as the session is gone.
+TEST_F(SessionThrottleTest, GreetingAppliesConnAndConnrate) {
+  table("default conn=2\n192.0.2.0/24 connrate=3/1m\n198.51.100.0/24 exempt\n");
+  auto a = session("203.0.113.7", false);
+  auto b = session("203.0.113.7", false);
+  auto c = session("203.0.113.7", false);
+  EXPECT_EQ(a->greeting(), Decision::ok);
+  EXPECT_EQ(b->greeting(), Decision::ok);
+  EXPECT_EQ(c->greeting(), Decision::drop);
+  EXPECT_EQ(c->reply(), "421 4.7.0 too many connections from 203.0.113.7\r\n");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "throttle: client limit address 203.0.113.7 ip 203.0.113.7 conn 2/2: 421");
+  a.reset();  // the session ends: its place is free
+  auto d = session("203.0.113.7", false);
+  EXPECT_EQ(d->greeting(), Decision::ok);
+  EXPECT_EQ(session("203.0.113.8", false)->greeting(), Decision::ok);  // another client
+  // connrate= of the /24 (no conn= there: the most specific entry decides)
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(session("192.0.2.7", false)->greeting(), Decision::ok) << i;
+  auto e = session("192.0.2.9", false);
+  EXPECT_EQ(e->greeting(), Decision::drop);  // the block shares one count
+  EXPECT_EQ(e->reply().rfind("421 4.7.0 too many connections from 192.0.2.9; try again in", 0), 0u) << e->reply();
+  now_ms += 61'000;
+  EXPECT_EQ(session("192.0.2.9", false)->greeting(), Decision::ok);
+  // exempt: never counted
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(session("198.51.100.1", false)->greeting(), Decision::ok);
+}

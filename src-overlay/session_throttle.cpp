@@ -7,6 +7,7 @@
 #include "connection_policy.h"
 #include "control_file.h"
 #include "helpers.h"
+#include "inbound_policy.h"
 #include "logline.h"
 #include "store_factory.h"
 #include "throttle_controls.h"
@@ -186,6 +187,11 @@ void SessionThrottle::release_for_wait() noexcept {
 
 Decision SessionThrottle::store_fault(const std::string& what, store::Status status, const std::string& reason,
                                       bool auth) {
+  return store_fault(what, status, reason, std::string_view(auth ? fail_closed_auth : fail_closed_rcpt));
+}
+
+Decision SessionThrottle::store_fault(const std::string& what, store::Status status, const std::string& reason,
+                                      std::string_view closed_reply) {
   bool closed = policy().fail_closed;
   if (!store_fault_logged_ || closed) {
     log("throttle: store fault ip " + logline::field(ip_) + " " + what + ": " +
@@ -194,7 +200,7 @@ Decision SessionThrottle::store_fault(const std::string& what, store::Status sta
     store_fault_logged_ = true;
   }
   if (!closed) return Decision::ok;
-  reply_ = auth ? fail_closed_auth : fail_closed_rcpt;
+  reply_ = closed_reply;
   return Decision::defer;
 }
 
@@ -255,8 +261,31 @@ Decision SessionThrottle::rcpt() {
   return Decision::ok;
 }
 
+Decision SessionThrottle::inbound_rcpt() {
+  if (relay_client_ || config().disabled) return Decision::ok;
+  // no table, or a table fault (logged): as at the greeting, client limits
+  // do not apply
+  if (table_state() != TableState::ok) return Decision::ok;
+  const spamt::ClientLimits& c = lookup_->client();
+  store::Limit counters[inbound_policy::max_counters];
+  const std::size_t n = inbound_policy::counters_for_rcpt(c, !inbound_charged_in_transaction_, counters);
+  if (n == 0) return Decision::ok;
+  store::ChargeResult r =
+      with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), &receipt_); });
+  if (!r.ok()) return store_fault("charge", r.status, r.reason, inbound_policy::fail_closed_reply);
+  if (!r.accepted) {
+    relay_policy::Verdict v = inbound_policy::refusal(c, counters[r.refusal.index < n ? r.refusal.index : 0], r.refusal, ip_);
+    log(v.log);
+    reply_ = std::move(v.reply);
+    return Decision::defer;
+  }
+  inbound_charged_in_transaction_ = true;
+  return Decision::ok;
+}
+
 void SessionThrottle::end_transaction(bool queued) {
   charged_in_transaction_ = false;
+  inbound_charged_in_transaction_ = false;
   if (receipt_.empty()) return;
   if (queued) {
     receipt_.clear();

@@ -7,6 +7,9 @@
 //   relay limits  rcpt() for a relayed recipient that passed every stock
 //                 check; end_transaction() when the transaction is queued
 //                 (the charges stay) or abandoned (they are given back);
+//   inbound rates inbound_rcpt() for a recipient of a client that is not a
+//                 relay client (inmsg=, inrcpt=; inbound_policy.h), charged
+//                 into the same receipt as relay charges;
 //   AUTH          auth_attempt() before credentials are read, auth_failure()
 //                 after they were refused (the table's authfail= limit, per
 //                 client address; the verdicts are relay_policy.h's);
@@ -94,6 +97,11 @@ class SessionThrottle {
   bool relay_limited();
   // One relayed recipient that passed every other check.
   Decision rcpt();
+  // One recipient of a client that is not a relay client, past every stock
+  // check: charges inrcpt= (and inmsg= for the transaction's first) on the
+  // client's key. defer: reply() is the 450 (or, failing closed on a store
+  // fault, a 451). Nothing happens without such limits.
+  Decision inbound_rcpt();
   // The transaction ends: queued keeps its charges, anything else gives
   // them back. Cheap when nothing was charged.
   void end_transaction(bool queued);
@@ -146,6 +154,8 @@ class SessionThrottle {
   std::uint64_t now() const noexcept { return clock_ != nullptr ? clock_() : store::store_clock; }
   Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,
                        bool auth);
+  Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,
+                       std::string_view closed_reply);
   void log(const std::string& line) const noexcept;
 
   Clock clock_;
@@ -175,7 +185,8 @@ class SessionThrottle {
   bool store_fault_logged_ = false;
   bool teergrube_fault_logged_ = false;
   store::Receipt receipt_;  // this transaction's charges
-  bool charged_in_transaction_ = false;
+  bool charged_in_transaction_ = false;          // relay: the message is charged
+  bool inbound_charged_in_transaction_ = false;  // inbound: inmsg is charged
   std::string reply_;
   client_slots::Slot conn_slot_;  // conn=: held until the process ends
 };

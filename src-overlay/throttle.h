@@ -34,6 +34,14 @@ void throttle_session(const char *remoteip, int relayclient) THROTTLE_NOEXCEPT;
    limits clients) one access() and nothing else. */
 int throttle_greeting(void) THROTTLE_NOEXCEPT;
 
+/* At RCPT, for a client that is not a relay client, after every stock check
+   has accepted the recipient: the inbound rates inrcpt= and inmsg= (spamt(5),
+   CLIENT LIMITS), charged into the transaction's receipt like relay limits
+   (throttle_transaction() gives them back). THROTTLE_DEFER: answer
+   throttle_reply() (450) to this recipient and go on. Without
+   control/spamt.clients nothing (the greeting's look at it is reused). */
+int throttle_inbound_rcpt(void) THROTTLE_NOEXCEPT;
+
 /* Relay limits (the limits table's rcpt= and msg=, see spamt(5)).
    throttle_relaylimited(): 1 when relay limits apply to this session, so
    qmail-smtpd must tell relayed recipients (domain not in rcpthosts) apart;

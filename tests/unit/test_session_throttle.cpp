@@ -53,6 +53,16 @@ class SessionThrottleTest : public ::testing::Test {
     return s;
   }
 
+  // A session whose store cannot be opened (its directory is missing).
+  std::unique_ptr<SessionThrottle> session_without_store(const char* ip, bool relay, bool closed) {
+    auto s = std::make_unique<SessionThrottle>(test_clock, test_log);
+    throttle::Config c = config(closed);
+    c.store.directory = dir.path() + "/missing/dir";
+    s->configure(c);
+    s->start(ip, relay);
+    return s;
+  }
+
   int accept_all(SessionThrottle& s, int n) {
     int ok = 0;
     for (int i = 0; i < n; ++i) ok += s.rcpt() == Decision::ok;
@@ -196,19 +206,11 @@ TEST_F(SessionThrottleTest, ACorruptTableFailsOpenOrClosedWithOneLogLine) {
 
 TEST_F(SessionThrottleTest, AStoreThatCannotOpenFailsOpenOrClosed) {
   table("default rcpt=1/1d\n");
-  auto make = [&](bool closed) {
-    auto s = std::make_unique<SessionThrottle>(test_clock, test_log);
-    throttle::Config c = config(closed);
-    c.store.directory = dir.path() + "/missing/dir";
-    s->configure(c);
-    s->start("192.0.2.7", true);
-    return s;
-  };
-  auto open = make(false);
+  auto open = session_without_store("192.0.2.7", true, false);
   EXPECT_EQ(accept_all(*open, 3), 3);
   ASSERT_EQ(lines.size(), 1u);  // once per session when failing open
   EXPECT_EQ(lines[0].rfind("throttle: store fault ip 192.0.2.7 charge: unavailable (", 0), 0u) << lines[0];
-  auto closed = make(true);
+  auto closed = session_without_store("192.0.2.7", true, true);
   EXPECT_EQ(closed->rcpt(), Decision::defer);
   EXPECT_EQ(closed->reply(), "451 4.3.0 relay limits are temporarily unavailable, try again later\r\n");
   EXPECT_TRUE(lines.back().ends_with(": fail-closed")) << lines.back();
@@ -257,4 +259,95 @@ TEST_F(SessionThrottleTest, GreetingAppliesConnAndConnrate) {
   EXPECT_EQ(session("192.0.2.9", false)->greeting(), Decision::ok);
   // exempt: never counted
   for (int i = 0; i < 5; ++i) EXPECT_EQ(session("198.51.100.1", false)->greeting(), Decision::ok);
+}
+
+// Inbound rates (inrcpt=, inmsg=) at RCPT for clients that are not relay
+// clients: exact counts, the same receipt as relay charges, refunds.
+TEST_F(SessionThrottleTest, InboundRatesCountRecipientsAndMessagesAndRefundUnqueued) {
+  table("default inrcpt=4/1h inmsg=2/1h\n");
+  auto s = session("192.0.2.7", false);
+  EXPECT_EQ(s->inbound_rcpt(), Decision::ok);  // message 1, recipient 1
+  EXPECT_EQ(s->inbound_rcpt(), Decision::ok);  // recipient 2
+  s->end_transaction(false);                   // RSET: both back
+  EXPECT_EQ(s->inbound_rcpt(), Decision::ok);
+  EXPECT_EQ(s->inbound_rcpt(), Decision::ok);
+  s->end_transaction(true);  // queued: 1 message, 2 recipients kept
+  auto t = session("192.0.2.7", false);  // another session of the client
+  EXPECT_EQ(t->inbound_rcpt(), Decision::ok);  // message 2, recipient 3
+  t->end_transaction(true);
+  EXPECT_EQ(t->inbound_rcpt(), Decision::defer);  // a third message
+  EXPECT_EQ(t->reply(), "450 4.7.1 too much mail from 192.0.2.7\r\n");
+  EXPECT_EQ(t->inbound_rcpt(), Decision::defer);  // still the first of its transaction
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0], "throttle: client limit address 192.0.2.7 ip 192.0.2.7 inmsg 2/2 per 1h: 450");
+  std::vector<store::CounterUsage> u;
+  ASSERT_TRUE(t->store()->usage("a:192.0.2.7", now_ms, u).ok());
+  std::uint64_t rcpts = 0, msgs = 0;
+  for (const store::CounterUsage& c : u) (c.metric == "inrcpt" ? rcpts : msgs) += c.used;
+  EXPECT_EQ(rcpts, 3u);
+  EXPECT_EQ(msgs, 2u);
+  t->end_transaction(false);
+  EXPECT_EQ(session("192.0.2.8", false)->inbound_rcpt(), Decision::ok);  // per address
+}
+
+TEST_F(SessionThrottleTest, InboundRcptIsExactOverSeveralWindows) {
+  table("default inrcpt=3/1m,5/1h\n");
+  auto s = session("192.0.2.7", false);
+  int ok = 0;
+  for (int i = 0; i < 5; ++i) ok += s->inbound_rcpt() == Decision::ok;
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(s->reply(), "450 4.7.1 too many recipients from 192.0.2.7\r\n");
+  EXPECT_EQ(lines.back(), "throttle: client limit address 192.0.2.7 ip 192.0.2.7 inrcpt 3/3 per 1m: 450");
+  s->end_transaction(true);
+  now_ms += 61'000;
+  ok = 0;
+  for (int i = 0; i < 5; ++i) ok += s->inbound_rcpt() == Decision::ok;
+  EXPECT_EQ(ok, 2);  // the hour's five
+  EXPECT_EQ(lines.back(), "throttle: client limit address 192.0.2.7 ip 192.0.2.7 inrcpt 5/5 per 1h: 450");
+}
+
+// A relay client is charged by rcpt=/msg= only, a client that is not one by
+// inrcpt=/inmsg= only; charges of both kinds go back together.
+TEST_F(SessionThrottleTest, RelayAndInboundChargesAreSeparateButShareTheReceipt) {
+  table("default rcpt=2/1h inrcpt=2/1h\n");
+  auto relay = session("192.0.2.7", true);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(relay->inbound_rcpt(), Decision::ok);
+  EXPECT_EQ(accept_all(*relay, 3), 2);
+  relay->end_transaction(true);
+  auto inbound = session("192.0.2.7", false);
+  EXPECT_FALSE(inbound->relay_limited());
+  EXPECT_EQ(inbound->inbound_rcpt(), Decision::ok);
+  std::vector<store::CounterUsage> u;
+  ASSERT_TRUE(inbound->store()->usage("a:192.0.2.7", now_ms, u).ok());
+  for (const store::CounterUsage& c : u) EXPECT_EQ(c.used, c.metric == "rcpt" ? 2u : 1u) << c.metric;
+  // AUTH in the session: from now on it relays; one refund gives back both
+  inbound->set_user("alice@example.com");
+  EXPECT_EQ(inbound->inbound_rcpt(), Decision::ok);
+  EXPECT_EQ(inbound->rcpt(), Decision::ok);
+  inbound->end_transaction(false);
+  ASSERT_TRUE(inbound->store()->usage("a:192.0.2.7", now_ms, u).ok());
+  for (const store::CounterUsage& c : u) EXPECT_EQ(c.used, c.metric == "rcpt" ? 2u : 0u) << c.metric;
+  ASSERT_TRUE(inbound->store()->usage("u:alice@example.com", now_ms, u).ok());
+  for (const store::CounterUsage& c : u) EXPECT_EQ(c.used, 0u) << c.metric;
+}
+
+TEST_F(SessionThrottleTest, InboundRatesSkipExemptAndDisabledAndFollowTheFailPolicy) {
+  table("default inrcpt=1/1d\n198.51.100.0/24 exempt\n");
+  auto exempt = session("198.51.100.1", false);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(exempt->inbound_rcpt(), Decision::ok);
+  auto off = std::make_unique<SessionThrottle>(test_clock, test_log);
+  throttle::Config c = config();
+  c.disabled = true;
+  off->configure(c);
+  off->start("192.0.2.7", false);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(off->inbound_rcpt(), Decision::ok);
+  EXPECT_TRUE(lines.empty());
+  auto open = session_without_store("192.0.2.7", false, false);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(open->inbound_rcpt(), Decision::ok);
+  ASSERT_EQ(lines.size(), 1u);  // once per session when failing open
+  EXPECT_EQ(lines[0].rfind("throttle: store fault ip 192.0.2.7 charge: unavailable (", 0), 0u) << lines[0];
+  auto closed = session_without_store("192.0.2.7", false, true);
+  EXPECT_EQ(closed->inbound_rcpt(), Decision::defer);
+  EXPECT_EQ(closed->reply(), "451 4.3.0 temporary failure, try again later\r\n");
+  EXPECT_TRUE(lines.back().ends_with(": fail-closed")) << lines.back();
 }

@@ -43,6 +43,17 @@ def queue_each(srv: qh.SmtpServer, messages: int, recipients: list[str]) -> None
     s.close()
 
 
+def limited_at_one(srv: qh.SmtpServer) -> None:
+    """inrcpt=1 applies to a session of srv: the control case of the tests
+    that show who is not counted (they fail, too, when nothing is counted)."""
+    s = rl.session(srv)
+    s.cmd("MAIL FROM:<a@client.example>")
+    assert rl.rcpts(s, local(2)) == [b"250 ok\r\n", TOO_MANY]
+    assert s.cmd("RSET") == b"250 flushed\r\n"
+    assert s.cmd("QUIT").startswith(b"221 ")
+    s.close()
+
+
 def session_run(srv: qh.SmtpServer, start: threading.Barrier, messages: int, n_rcpts: int):
     """One session: `messages` transactions of n_rcpts recipients each, DATA
     when any was accepted, RSET otherwise. Returns the RCPT replies and the
@@ -155,6 +166,7 @@ def test_a_relay_client_is_not_charged_by_inbound_rates(qmail):
     assert len(qmail.queue.messages()) == 2
     assert rl.used("127.0.0.1", "inrcpt") == 0 and rl.used("127.0.0.1", "inmsg") == 0
     assert "client limit" not in srv.log()
+    limited_at_one(qmail.smtpd())  # the same client without RELAYCLIENT
 
 
 def test_exempt_entries_and_nothrottle_are_not_counted(qmail):
@@ -167,6 +179,7 @@ def test_exempt_entries_and_nothrottle_are_not_counted(qmail):
         assert rl.used("127.0.0.1", "inrcpt") == 0 and rl.used("127.0.0.1", "inmsg") == 0
         assert "client limit" not in srv.log()
     assert len(qmail.queue.messages()) == 4
+    limited_at_one(qmail.smtpd())  # neither exempt nor NOTHROTTLE
 
 
 def test_a_client_without_inbound_rates_opens_no_store(qmail):
@@ -176,3 +189,6 @@ def test_a_client_without_inbound_rates_opens_no_store(qmail):
     assert (qh.HOME / "control/spamt.clients").exists()
     queue_each(qmail.smtpd(), 1, local(3))
     assert list((qh.HOME / "throttle").iterdir()) == []
+    rl.table(qmail, "10.0.0.0/8 inrcpt=1/1h\n127.0.0.0/8 inrcpt=1/1h\n")
+    limited_at_one(qmail.smtpd())  # with a limit, the store is used
+    assert list((qh.HOME / "throttle").iterdir()) != []

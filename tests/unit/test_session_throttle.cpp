@@ -63,6 +63,15 @@ class SessionThrottleTest : public ::testing::Test {
     return s;
   }
 
+  // What the store counts now of `metric` for `identity`, over its windows.
+  std::uint64_t used(SessionThrottle& s, const char* identity, std::string_view metric) {
+    std::vector<store::CounterUsage> u;
+    EXPECT_TRUE(s.store()->usage(identity, now_ms, u).ok());
+    std::uint64_t n = 0;
+    for (const store::CounterUsage& c : u) n += c.metric == metric ? c.used : 0;
+    return n;
+  }
+
   int accept_all(SessionThrottle& s, int n) {
     int ok = 0;
     for (int i = 0; i < n; ++i) ok += s.rcpt() == Decision::ok;
@@ -280,12 +289,8 @@ TEST_F(SessionThrottleTest, InboundRatesCountRecipientsAndMessagesAndRefundUnque
   EXPECT_EQ(t->inbound_rcpt(), Decision::defer);  // still the first of its transaction
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0], "throttle: client limit address 192.0.2.7 ip 192.0.2.7 inmsg 2/2 per 1h: 450");
-  std::vector<store::CounterUsage> u;
-  ASSERT_TRUE(t->store()->usage("a:192.0.2.7", now_ms, u).ok());
-  std::uint64_t rcpts = 0, msgs = 0;
-  for (const store::CounterUsage& c : u) (c.metric == "inrcpt" ? rcpts : msgs) += c.used;
-  EXPECT_EQ(rcpts, 3u);
-  EXPECT_EQ(msgs, 2u);
+  EXPECT_EQ(used(*t, "a:192.0.2.7", "inrcpt"), 3u);
+  EXPECT_EQ(used(*t, "a:192.0.2.7", "inmsg"), 2u);
   t->end_transaction(false);
   EXPECT_EQ(session("192.0.2.8", false)->inbound_rcpt(), Decision::ok);  // per address
 }
@@ -297,12 +302,14 @@ TEST_F(SessionThrottleTest, InboundRcptIsExactOverSeveralWindows) {
   for (int i = 0; i < 5; ++i) ok += s->inbound_rcpt() == Decision::ok;
   EXPECT_EQ(ok, 3);
   EXPECT_EQ(s->reply(), "450 4.7.1 too many recipients from 192.0.2.7\r\n");
+  ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines.back(), "throttle: client limit address 192.0.2.7 ip 192.0.2.7 inrcpt 3/3 per 1m: 450");
   s->end_transaction(true);
   now_ms += 61'000;
   ok = 0;
   for (int i = 0; i < 5; ++i) ok += s->inbound_rcpt() == Decision::ok;
   EXPECT_EQ(ok, 2);  // the hour's five
+  ASSERT_EQ(lines.size(), 5u);
   EXPECT_EQ(lines.back(), "throttle: client limit address 192.0.2.7 ip 192.0.2.7 inrcpt 5/5 per 1h: 450");
 }
 
@@ -317,18 +324,18 @@ TEST_F(SessionThrottleTest, RelayAndInboundChargesAreSeparateButShareTheReceipt)
   auto inbound = session("192.0.2.7", false);
   EXPECT_FALSE(inbound->relay_limited());
   EXPECT_EQ(inbound->inbound_rcpt(), Decision::ok);
-  std::vector<store::CounterUsage> u;
-  ASSERT_TRUE(inbound->store()->usage("a:192.0.2.7", now_ms, u).ok());
-  for (const store::CounterUsage& c : u) EXPECT_EQ(c.used, c.metric == "rcpt" ? 2u : 1u) << c.metric;
+  EXPECT_EQ(used(*inbound, "a:192.0.2.7", "rcpt"), 2u);
+  EXPECT_EQ(used(*inbound, "a:192.0.2.7", "inrcpt"), 1u);
   // AUTH in the session: from now on it relays; one refund gives back both
   inbound->set_user("alice@example.com");
   EXPECT_EQ(inbound->inbound_rcpt(), Decision::ok);
   EXPECT_EQ(inbound->rcpt(), Decision::ok);
+  EXPECT_EQ(used(*inbound, "u:alice@example.com", "rcpt"), 1u);
+  EXPECT_EQ(used(*inbound, "a:192.0.2.7", "inrcpt"), 1u);
   inbound->end_transaction(false);
-  ASSERT_TRUE(inbound->store()->usage("a:192.0.2.7", now_ms, u).ok());
-  for (const store::CounterUsage& c : u) EXPECT_EQ(c.used, c.metric == "rcpt" ? 2u : 0u) << c.metric;
-  ASSERT_TRUE(inbound->store()->usage("u:alice@example.com", now_ms, u).ok());
-  for (const store::CounterUsage& c : u) EXPECT_EQ(c.used, 0u) << c.metric;
+  EXPECT_EQ(used(*inbound, "u:alice@example.com", "rcpt"), 0u);
+  EXPECT_EQ(used(*inbound, "a:192.0.2.7", "inrcpt"), 0u);
+  EXPECT_EQ(used(*inbound, "a:192.0.2.7", "rcpt"), 2u);  // queued
 }
 
 TEST_F(SessionThrottleTest, InboundRatesSkipExemptAndDisabledAndFollowTheFailPolicy) {
@@ -349,5 +356,6 @@ TEST_F(SessionThrottleTest, InboundRatesSkipExemptAndDisabledAndFollowTheFailPol
   auto closed = session_without_store("192.0.2.7", false, true);
   EXPECT_EQ(closed->inbound_rcpt(), Decision::defer);
   EXPECT_EQ(closed->reply(), "451 4.3.0 temporary failure, try again later\r\n");
+  ASSERT_EQ(lines.size(), 2u);
   EXPECT_TRUE(lines.back().ends_with(": fail-closed")) << lines.back();
 }

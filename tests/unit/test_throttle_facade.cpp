@@ -323,3 +323,43 @@ TEST(ThrottleFacade, RelayClientsAreNotDelayed) {
   });
   EXPECT_EQ(h.log(), "");
 }
+
+// Inbound rates (inrcpt=) through the facade, as patch 0071 calls it: only
+// with control/spamt.clients (qmail-newspamt's flag), never for a relay
+// client, and what an unqueued transaction was charged goes back at exit.
+TEST(ThrottleFacade, InboundRatesNeedTheClientsFlagSkipRelayClientsAndAreGivenBackAtExit) {
+  Home h("default inrcpt=1/1h\n");
+  auto three_ok = [] {
+    EXPECT_EQ(throttle_greeting(), THROTTLE_OK);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(throttle_inbound_rcpt(), THROTTLE_OK);
+  };
+  session_in(h, [&] {
+    throttle_session(client, 0);
+    three_ok();  // no flag: nothing is looked at
+  });
+  EXPECT_FALSE(h.store_touched());
+  const int flag = open((h.path() + "/control/spamt.clients").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(flag, 0);
+  close(flag);
+  for (int i = 0; i < 2; ++i) {  // the first session's charge is given back when it exits
+    session_in(h, [] {
+      throttle_session(client, 0);
+      EXPECT_EQ(throttle_greeting(), THROTTLE_OK);
+      EXPECT_EQ(throttle_inbound_rcpt(), THROTTLE_OK);
+      EXPECT_EQ(throttle_inbound_rcpt(), THROTTLE_DEFER);
+      EXPECT_EQ(reply(), "450 4.7.1 too many recipients from 192.0.2.7\r\n");
+      exit_session();
+    });
+  }
+  session_in(h, [&] {
+    throttle_session(client, relay);
+    three_ok();
+  });
+  session_in(h, [&] {
+    throttle_session(client, 0);
+    throttle_user("alice@example.com");  // AUTH: the session relays now
+    three_ok();
+  });
+  const std::string line = "qmail-smtpd: throttle: client limit address 192.0.2.7 ip 192.0.2.7 inrcpt 1/1 per 1h: 450\n";
+  EXPECT_EQ(h.log(), line + line);
+}

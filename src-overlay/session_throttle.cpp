@@ -274,7 +274,8 @@ Decision SessionThrottle::inbound_rcpt() {
       with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), &receipt_); });
   if (!r.ok()) return store_fault("charge", r.status, r.reason, inbound_policy::fail_closed_reply);
   if (!r.accepted) {
-    relay_policy::Verdict v = inbound_policy::refusal(c, counters[r.refusal.index < n ? r.refusal.index : 0], r.refusal, ip_);
+    const store::Limit& refused = counters[r.refusal.index < n ? r.refusal.index : 0];
+    relay_policy::Verdict v = inbound_policy::refusal(c, refused, r.refusal, ip_);
     log(v.log);
     reply_ = std::move(v.reply);
     return Decision::defer;

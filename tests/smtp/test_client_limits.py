@@ -1,6 +1,12 @@
 """Client limits at the greeting (spamt(5), CLIENT LIMITS; patch 0070):
 conn= counts sessions at once per client and frees a place the moment a
-session ends, also when its qmail-smtpd is SIGKILLed."""
+session ends, also when its qmail-smtpd is SIGKILLed; connrate= counts new
+sessions, not open ones; a CIDR entry's block shares one count unless
+`each`; IPv6 clients share one per /64 (qmail-smtpd behind
+tests/smtp/tcp6server.py in a network namespace of the test's own); exempt
+clients and NOTHROTTLE sessions are never counted. Clients other than
+127.0.0.1 bind their source address on loopback (all of 127.0.0.0/8 is
+this host's on Linux)."""
 
 import os
 import signal
@@ -11,9 +17,44 @@ import relaylimits as rl
 TOO_MANY = b"421 4.7.0 too many connections from 127.0.0.1\r\n"
 
 
+def too_many(ip: str) -> bytes:
+    return f"421 4.7.0 too many connections from {ip}\r\n".encode()
+
+
 def greet(srv: qh.SmtpServer) -> tuple[qh.Session, bytes]:
     s = qh.Session(srv.connect())
     return s, s.reply()
+
+
+class Clients:
+    """New sessions of a test: the greeted ones are held open until close()
+    (the fixture-like end of every test, also on failure); a refused one
+    must be ended by the server."""
+
+    def __init__(self):
+        self.held: list[qh.Session] = []
+
+    def open(self, sock) -> bytes:
+        """A session over a new connection; the server's first reply."""
+        s = qh.Session(sock)
+        first = s.reply()
+        if first.startswith(b"220 "):
+            self.held.append(s)
+        else:
+            assert s.rest() == b"", first
+            s.close()
+        return first
+
+    def close(self) -> None:
+        for s in self.held:
+            s.close()
+        self.held.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def enter_when_one_is_gone(srv: qh.SmtpServer) -> qh.Session:
@@ -81,6 +122,86 @@ def test_without_client_limits_no_flag_and_every_session_is_greeted(qmail):
     assert not (qh.HOME / "throttle/conn").exists()
 
 
-def test_nothrottle_is_never_counted(qmail):
-    rl.table(qmail, "default conn=1\n")
-    greet_all(qmail.smtpd(env={"NOTHROTTLE": "1"}), 3)
+def test_nothrottle_sessions_are_never_counted(qmail):
+    rl.table(qmail, "default conn=1 connrate=2/1h\n")
+    with Clients() as c:
+        free = qmail.smtpd(env={"NOTHROTTLE": "1"})
+        for _ in range(3):  # over conn= and connrate= at once
+            assert c.open(free.connect()).startswith(b"220 ")
+        # the same client at a server without NOTHROTTLE: nothing was counted
+        srv = qmail.smtpd()
+        assert c.open(srv.connect()).startswith(b"220 ")
+        assert c.open(srv.connect()) == TOO_MANY
+    assert "client limit" not in free.log()
+
+
+def test_connrate_counts_new_sessions_exactly_not_open_ones(qmail):
+    rl.table(qmail, "default connrate=3/1h\n")
+    srv = qmail.smtpd()
+    with Clients() as c:
+        # three at once are in: connrate= does not count sessions at once
+        for _ in range(3):
+            assert c.open(srv.connect()).startswith(b"220 ")
+        # closing them gives nothing back: the fourth new session is refused,
+        # and so is the fifth (the window is an hour)
+        for s in c.held[1:]:
+            assert s.cmd("QUIT").startswith(b"221 ")
+        for _ in range(2):
+            first = c.open(srv.connect())
+            assert first.startswith(b"421 4.7.0 too many connections from 127.0.0.1; try again in "), first
+        # the session still open goes on
+        assert c.held[0].cmd("EHLO client.example").startswith(b"250")
+    log = srv.log()
+    assert log.count("qmail-smtpd: throttle: client limit address 127.0.0.1 ip 127.0.0.1 "
+                     "connrate 3/3 per 1h: 421\n") == 2, log
+
+
+def test_cidr_block_shares_one_count_unless_each(qmail):
+    rl.table(qmail, "127.0.0.0/24 conn=2\n127.0.1.0/24 conn=2 each\n")
+    srv = qmail.smtpd()
+    with Clients() as c:
+        # 127.0.0.0/24: one count for the block, whoever the client is
+        assert c.open(qh.connect_from("127.0.0.2", srv.port)).startswith(b"220 ")
+        assert c.open(qh.connect_from("127.0.0.3", srv.port)).startswith(b"220 ")
+        assert c.open(qh.connect_from("127.0.0.4", srv.port)) == too_many("127.0.0.4")
+        assert c.open(qh.connect_from("127.0.0.2", srv.port)) == too_many("127.0.0.2")
+        # 127.0.1.0/24 each: two for every address of the block
+        for ip in ("127.0.1.2", "127.0.1.3"):
+            for _ in range(2):
+                assert c.open(qh.connect_from(ip, srv.port)).startswith(b"220 ")
+        assert c.open(qh.connect_from("127.0.1.2", srv.port)) == too_many("127.0.1.2")
+    log = srv.log()
+    assert "throttle: client limit network 127.0.0.0/24 ip 127.0.0.4 conn 2/2: 421\n" in log, log
+    assert "throttle: client limit address 127.0.1.2 ip 127.0.1.2 conn 2/2: 421\n" in log, log
+
+
+def test_exempt_on_a_more_specific_entry_is_never_counted(qmail):
+    rl.table(qmail, "127.0.0.0/24 conn=1 connrate=3/1h\n127.0.0.5 exempt\n")
+    srv = qmail.smtpd()
+    with Clients() as c:
+        for _ in range(4):  # over conn= and connrate= of its block
+            assert c.open(qh.connect_from("127.0.0.5", srv.port)).startswith(b"220 ")
+        # the block's count and rate are untouched: another client of it gets
+        # the one place, and the next session of the block is refused
+        assert c.open(qh.connect_from("127.0.0.6", srv.port)).startswith(b"220 ")
+        assert c.open(qh.connect_from("127.0.0.7", srv.port)) == too_many("127.0.0.7")
+    assert "ip 127.0.0.5 " not in srv.log()
+
+
+def test_ipv6_clients_share_conn_per_64(qmail):
+    ns = qmail.netns(None, addresses=["2001:db8:1::1/64", "2001:db8:1::a/64", "2001:db8:1::b/64",
+                                      "2001:db8:1::c/64", "2001:db8:2::a/64"])
+    rl.table(qmail, "default conn=2\n")
+    srv = qmail.smtpd6(ns.name)
+    to = "2001:db8:1::1"
+    with Clients() as c:
+        assert c.open(srv.connect_from("2001:db8:1::a", to)).startswith(b"220 ")
+        assert c.open(srv.connect_from("2001:db8:1::b", to)).startswith(b"220 ")
+        # a third client of the same /64 finds its count full
+        assert c.open(srv.connect_from("2001:db8:1::c", to)) == too_many("2001:db8:1::c")
+        # another /64 has a count of its own
+        for _ in range(2):
+            assert c.open(srv.connect_from("2001:db8:2::a", to)).startswith(b"220 ")
+    log = srv.log()
+    assert "throttle: client limit network 2001:db8:1::/64 ip 2001:db8:1::c conn 2/2: 421\n" in log, log
+    assert "2001:db8:2::a" not in log, log

@@ -284,7 +284,7 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   add_budgets(lowered, out);
   resolve_teergrube(addr, ip.teergrube, out);
   resolve_authfail(ip.authfail, out);
-  resolve_client(ip.client, out);
+  resolve_client(addr, ip.client, out);
   return LookupStatus::ok;
 }
 
@@ -456,10 +456,15 @@ void LimitsTable::resolve_authfail(const Entry* af_entry, Lookup& out) noexcept 
 }
 
 // Client limits: the IP entry's, else the default's; per client unless an
-// address or network entry (without each) counts its block as one.
-void LimitsTable::resolve_client(const Entry* client_entry, Lookup& out) noexcept {
+// address or network entry (without each) counts its block as one. An IPv6
+// client counted on its own is counted per the prefix6 that applies to it
+// (resolve_teergrube: its entry's, the default's, else /64), as Postfix's
+// smtpd_client_ipv6_prefix_length groups anvil's counts.
+void LimitsTable::resolve_client(const ip::Address& addr, const Entry* client_entry, Lookup& out) noexcept {
   const Entry& fallback = default_.entry;
-  const std::string_view client_key = out.client_key();
+  std::string_view client_key = out.client_key();
+  if (addr.family == ip::Family::v6 && out.teergrube_.prefix6 != client_prefix6)
+    client_key = {out.client_limits_key_, block_key(addr, out.teergrube_.prefix6, out.client_limits_key_)};
   if (client_entry != nullptr) {
     out.client_ = ClientLimits{&client_entry->client,
                                client_entry->client.each ? client_key : client_entry->budget_key, client_entry};

@@ -200,6 +200,7 @@ class Lookup {
   std::size_t client_key_len_ = 0;
   char user_key_[2 + name_max] = {};  // the default's per-user key
   char state_key_[2 + ip::text_max + 64] = {};
+  char client_limits_key_[2 + ip::text_max] = {};  // an IPv6 client under a prefix6 other than /64
   enum : std::size_t { user_bytes, domain_bytes, ip_bytes };  // ip_[i]: ip_bytes + i
   char bytes_[ip_bytes + format::ancestor_count][format::record_max];
 };
@@ -248,7 +249,7 @@ class LimitsTable {
   void add_budgets(std::string_view lowered_user, Lookup& out) noexcept;
   void resolve_teergrube(const ip::Address& a, const Entry* tg_entry, Lookup& out) noexcept;
   void resolve_authfail(const Entry* af_entry, Lookup& out) noexcept;
-  void resolve_client(const Entry* client_entry, Lookup& out) noexcept;
+  void resolve_client(const ip::Address& addr, const Entry* client_entry, Lookup& out) noexcept;
 
   int find(std::string_view key, Entry& entry, char* bytes) noexcept;
   int find_user(std::string_view lowered_name, Entry& entry, char* bytes) noexcept;

@@ -205,3 +205,22 @@ def test_ipv6_clients_share_conn_per_64(qmail):
     log = srv.log()
     assert "throttle: client limit network 2001:db8:1::/64 ip 2001:db8:1::c conn 2/2: 421\n" in log, log
     assert "2001:db8:2::a" not in log, log
+
+
+def test_ipv6_clients_are_grouped_by_the_tables_prefix6(qmail):
+    ns = qmail.netns(None, addresses=["2001:db8:1::1/64", "2001:db8:1::a/64", "2001:db8:1:5::a/64",
+                                      "2001:db8:1:6::a/64", "2001:db8:2::a/64"])
+    rl.table(qmail, "default conn=2 prefix6=48\n")
+    srv = qmail.smtpd6(ns.name)
+    to = "2001:db8:1::1"
+    with Clients() as c:
+        # two /64s of one /48 share the count
+        assert c.open(srv.connect_from("2001:db8:1::a", to)).startswith(b"220 ")
+        assert c.open(srv.connect_from("2001:db8:1:5::a", to)).startswith(b"220 ")
+        assert c.open(srv.connect_from("2001:db8:1:6::a", to)) == too_many("2001:db8:1:6::a")
+        # another /48 has a count of its own
+        for _ in range(2):
+            assert c.open(srv.connect_from("2001:db8:2::a", to)).startswith(b"220 ")
+    log = srv.log()
+    assert "throttle: client limit network 2001:db8:1::/48 ip 2001:db8:1:6::a conn 2/2: 421\n" in log, log
+    assert "2001:db8:2::a" not in log, log

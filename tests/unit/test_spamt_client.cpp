@@ -236,6 +236,33 @@ TEST(SpamtClient, Ipv6CountsPerSlash64) {
   EXPECT_EQ(l.client().key, "n:2a00::/64");  // the default: per /64
 }
 
+TEST(SpamtClient, Ipv6CountsPerTheTablesPrefix6) {
+  auto b = build(
+      "default conn=10 prefix6=48\n"
+      "2001:db8:5::/48 conn=2 each prefix6=56\n"
+      "2001:db8:7::/48 conn=3\n"
+      "192.0.2.0/24 conn=2 each prefix4=24\n");
+  Lookup l;
+  // the default's prefix6: clients of one /48 share a count
+  ASSERT_EQ(b->table.lookup("2a00:1:2:3::1", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.client().key, "n:2a00:1:2::/48");
+  ASSERT_EQ(b->table.lookup("2a00:1:2:ff::9", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.client().key, "n:2a00:1:2::/48");
+  // each, with the entry's own prefix6
+  ASSERT_EQ(b->table.lookup("2001:db8:5:1aa::1", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.client().key, "n:2001:db8:5:100::/56");
+  // a block without each: the block, whatever prefix6 says
+  ASSERT_EQ(b->table.lookup("2001:db8:7:1::1", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.client().key, "n:2001:db8:7::/48");
+  // IPv4: per address, prefix4= is not used
+  ASSERT_EQ(b->table.lookup("192.0.2.7", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.client().key, "a:192.0.2.7");
+  // relay budgets and authfail keep the /64
+  EXPECT_EQ(b->table.lookup("2a00:1:2:3::1", "", l), LookupStatus::ok);
+  EXPECT_EQ(l.client_key(), "n:2a00:1:2:3::/64");
+  EXPECT_EQ(l.authfail().key, "n:2a00:1:2:3::/64");
+}
+
 TEST(SpamtClient, Explain) {
   auto b = build(
       "default conn=50 connrate=100/1m\n"

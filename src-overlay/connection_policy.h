@@ -1,5 +1,6 @@
 // connection_policy.h: the greeting's decision on a client's connections
-// (conn=, connrate=; doc/DESIGN.md "Client connection limits and inbound
+// (conn=, connrate=), and the rates of its TLS sessions and AUTH commands
+// (tlsrate=, authrate=; doc/DESIGN.md "Client connection limits and inbound
 // rates"). Pure, beside relay_policy.h: the client limits from the table,
 // the outcome of taking a connection slot (client_slots.h) and of charging
 // the connection-rate counters (store::Store::charge, whose time the caller

@@ -1,5 +1,6 @@
 // connection_policy.h: the greeting's decision on a client's connections
-// (conn=, connrate=; doc/DESIGN.md "Client connection limits and inbound
+// (conn=, connrate=), and the rates of its TLS sessions and AUTH commands
+// (tlsrate=, authrate=; doc/DESIGN.md "Client connection limits and inbound
 // rates"). Pure, beside relay_policy.h: the client limits from the table,
 // the outcome of taking a connection slot (client_slots.h) and of charging
 // the connection-rate counters (store::Store::charge, whose time the caller
@@ -60,6 +61,23 @@ Decision after_slot(const spamt::ClientLimits& c, SlotOutcome slot, int slot_err
 // Store faults: `fail_closed` refuses (421 4.3.0), else accept and log.
 Decision after_rate(const spamt::ClientLimits& c, const store::ChargeResult& r, const store::Limit* counters,
                     std::size_t n, bool fail_closed, std::string_view ip);
+
+// tlsrate= and authrate=: one new TLS session (before its handshake,
+// STARTTLS or SMTPS) or one AUTH command (successful or not), charged like
+// connrate under the client's key with metric "tls" or "auth". The session
+// goes on when one is refused: a STARTTLS or AUTH command is answered
+// verdict.reply (454), an SMTPS connection is closed without a handshake.
+enum class Event : std::uint8_t { starttls, smtps, auth };
+
+// The counters of one such event (at most spamt::max_windows); none for an
+// exempt client or one without the setting.
+std::size_t counters_for_event(const spamt::ClientLimits& c, Event e, store::Limit* out) noexcept;
+
+// The decision after the charge `r` of those counters: over the limit,
+// "454 4.7.0 too many TLS sessions from ADDRESS" or "... AUTH commands ...";
+// store faults as for after_rate (fail-closed: 454 4.3.0).
+Decision after_event(const spamt::ClientLimits& c, Event e, const store::ChargeResult& r,
+                     const store::Limit* counters, std::size_t n, bool fail_closed, std::string_view ip);
 
 }  // namespace connection_policy
 

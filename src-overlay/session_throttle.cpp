@@ -237,6 +237,27 @@ Decision SessionThrottle::greeting() {
   return Decision::ok;
 }
 
+Decision SessionThrottle::client_event(connection_policy::Event e, store::Receipt* receipt) {
+  const spamt::ClientLimits& c = lookup_->client();
+  store::Limit counters[spamt::max_windows];
+  const std::size_t n = connection_policy::counters_for_event(c, e, counters);
+  if (n == 0) return Decision::ok;
+  store::ChargeResult r = with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), receipt); });
+  connection_policy::Decision d = connection_policy::after_event(c, e, r, counters, n, policy().fail_closed, ip_);
+  if (!d.log.empty()) log(d.log);
+  if (d.outcome == connection_policy::Outcome::accept) return Decision::ok;
+  log(d.verdict.log);
+  reply_ = std::move(d.verdict.reply);
+  return Decision::defer;
+}
+
+Decision SessionThrottle::tls(bool smtps) {
+  if (config().disabled) return Decision::ok;
+  // as at the greeting: without a usable table client limits do not apply
+  if (table_state() != TableState::ok) return Decision::ok;
+  return client_event(smtps ? connection_policy::Event::smtps : connection_policy::Event::starttls, nullptr);
+}
+
 Decision SessionThrottle::rcpt() {
   if (!relay_limited()) return Decision::ok;
   if (table_state_ == TableState::fault) {  // relay_limited(): fail-closed
@@ -292,11 +313,15 @@ void SessionThrottle::end_transaction(bool queued) {
     receipt_.clear();
     return;
   }
-  store::Result r = with_store([&](store::Store& st) { return st.refund(receipt_, now()); });
+  give_back(receipt_);
+}
+
+void SessionThrottle::give_back(store::Receipt& receipt) {
+  store::Result r = with_store([&](store::Store& st) { return st.refund(receipt, now()); });
   if (!r.ok()) {
     log("throttle: store fault ip " + logline::field(ip_) + " refund: " + std::string(store::status_name(r.status)) +
         " (" + logline::text(r.reason) + "): charges kept");
-    receipt_.clear();
+    receipt.clear();
   }
 }
 
@@ -309,6 +334,16 @@ Decision SessionThrottle::auth_attempt() {
     return Decision::defer;
   }
   if (t != TableState::ok) return Decision::ok;
+  // authrate= counts every AUTH command, before authfail= looks: a command
+  // authfail= refuses is given back, so only answered commands count
+  store::Receipt counted;
+  if (client_event(connection_policy::Event::auth, &counted) != Decision::ok) return Decision::defer;
+  Decision d = authfail_attempt();
+  if (d != Decision::ok && !counted.empty()) give_back(counted);
+  return d;
+}
+
+Decision SessionThrottle::authfail_attempt() {
   const spamt::AuthFailLimit& a = lookup_->authfail();
   if (a.windows->empty()) return Decision::ok;
   std::vector<store::CounterUsage> usage;

@@ -10,9 +10,11 @@
 //   inbound rates inbound_rcpt() for a recipient of a client that is not a
 //                 relay client (inmsg=, inrcpt=; inbound_policy.h), charged
 //                 into the same receipt as relay charges;
-//   AUTH          auth_attempt() before credentials are read, auth_failure()
-//                 after they were refused (the table's authfail= limit, per
-//                 client address; the verdicts are relay_policy.h's);
+//   AUTH          auth_attempt() before credentials are read (the client
+//                 limit authrate=, connection_policy.h, then authfail=),
+//                 auth_failure() after they were refused (the table's
+//                 authfail= limit, per client address; the verdicts are
+//                 relay_policy.h's);
 //   teergrube     teergrube_at_data() at DATA: the delay due
 //                 (teergrube_policy.h); smtpd_teergrube.cpp waits it out.
 //
@@ -36,6 +38,7 @@
 #include <string_view>
 
 #include "client_slots.h"
+#include "connection_policy.h"
 #include "function_ref.h"
 #include "limits_table.h"
 #include "mapped_box.h"
@@ -87,6 +90,10 @@ class SessionThrottle {
   // session's life, client_slots.h) and connrate= (connection_policy.h).
   // drop: reply() is the 421.
   Decision greeting();
+  // Before a TLS handshake (STARTTLS, or SMTPS before the greeting): the
+  // client limit tlsrate= (connection_policy.h). defer: too many TLS
+  // sessions; reply() is the 454 for STARTTLS, an SMTPS connection closes.
+  Decision tls(bool smtps);
 
   // AUTH succeeded: limits now key on `user` (user@domain), and the session
   // relays.
@@ -152,6 +159,12 @@ class SessionThrottle {
   const spamt::Lookup* lookup();  // nullptr when there is no usable table
   // The injected clock's time, else store::store_clock (the store's own).
   std::uint64_t now() const noexcept { return clock_ != nullptr ? clock_() : store::store_clock; }
+  // tlsrate= or authrate=: one event charged (connection_policy::Event);
+  // `receipt` (may be null) records the charge.
+  Decision client_event(connection_policy::Event e, store::Receipt* receipt);
+  Decision authfail_attempt();  // authfail='s check at an AUTH command
+  // Refunds `receipt`; a store fault is logged and the charges stay.
+  void give_back(store::Receipt& receipt);
   Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,
                        bool auth);
   Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,

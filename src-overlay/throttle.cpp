@@ -91,6 +91,11 @@ extern "C" int throttle_inbound_rcpt(void) noexcept {
   return decision(session().inbound_rcpt());
 }
 
+extern "C" int throttle_tls(int smtps) noexcept {
+  if (no_client_limits()) return THROTTLE_OK;
+  return decision(session().tls(smtps != 0));
+}
+
 extern "C" int throttle_relaylimited(void) noexcept {
   if (nothing_configured()) return 0;
   return session().relay_limited() ? 1 : 0;

@@ -42,6 +42,15 @@ int throttle_greeting(void) THROTTLE_NOEXCEPT;
    control/spamt.clients nothing (the greeting's look at it is reused). */
 int throttle_inbound_rcpt(void) THROTTLE_NOEXCEPT;
 
+/* Before a TLS handshake: the client limit tlsrate= (new TLS sessions per
+   client). smtps: 0 for STARTTLS, 1 for an SMTPS connection (before its
+   greeting). THROTTLE_DEFER: too many TLS sessions: a STARTTLS is answered
+   throttle_reply() (454) and the session goes on in clear text; an SMTPS
+   connection is closed without a handshake (the refusal is logged, no
+   reply: there is no SMTP channel yet). Without control/spamt.clients one
+   access() a session and nothing else. */
+int throttle_tls(int smtps) THROTTLE_NOEXCEPT;
+
 /* Relay limits (the limits table's rcpt= and msg=, see spamt(5)).
    throttle_relaylimited(): 1 when relay limits apply to this session, so
    qmail-smtpd must tell relayed recipients (domain not in rcpthosts) apart;
@@ -73,7 +82,8 @@ void throttle_exit(int status) THROTTLE_NOEXCEPT;
 /* SMTP AUTH (smtpd_auth.h) and the throttle. The limits table's authfail
    setting limits failed AUTH exchanges per client IP.
    throttle_auth_attempt(): at every AUTH command, before any credentials are
-   looked at. THROTTLE_OK: go on; THROTTLE_DEFER: answer throttle_reply()
+   looked at; also counts the command for the client limit authrate=.
+   THROTTLE_OK: go on; THROTTLE_DEFER: answer throttle_reply()
    (454) to this AUTH; THROTTLE_DROP: throttle_reply() and end the session.
    throttle_auth_failure(): after credentials were refused; charges one
    failure to the client IP. THROTTLE_DROP: answer throttle_reply() (421)

@@ -359,3 +359,57 @@ TEST_F(SessionThrottleTest, InboundRatesSkipExemptAndDisabledAndFollowTheFailPol
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_TRUE(lines.back().ends_with(": fail-closed")) << lines.back();
 }
+
+// tlsrate= (patch 0072) before a STARTTLS or SMTPS handshake, per client,
+// a refusal not counted; exempt clients never counted.
+TEST_F(SessionThrottleTest, TlsrateBeforeTheHandshake) {
+  table("default tlsrate=2/1h\n198.51.100.0/24 exempt\n");
+  auto a = session("192.0.2.7", false);
+  EXPECT_EQ(a->tls(false), Decision::ok);
+  EXPECT_EQ(session("192.0.2.7", false)->tls(true), Decision::ok);  // SMTPS counts the same
+  EXPECT_EQ(a->tls(false), Decision::defer);
+  EXPECT_EQ(a->reply().rfind("454 4.7.0 too many TLS sessions from 192.0.2.7; try again in about ", 0), 0u)
+      << a->reply();
+  auto b = session("192.0.2.7", false);
+  EXPECT_EQ(b->tls(true), Decision::defer);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0], "throttle: client limit address 192.0.2.7 ip 192.0.2.7 tlsrate 2/2 per 1h: 454");
+  EXPECT_EQ(lines[1], "throttle: client limit address 192.0.2.7 ip 192.0.2.7 tlsrate 2/2 per 1h: closed");
+  EXPECT_EQ(session("192.0.2.8", false)->tls(false), Decision::ok);  // another client
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(session("198.51.100.1", false)->tls(false), Decision::ok) << i;
+  now_ms += 3'661'000;  // both left the hour (the refusals never counted)
+  EXPECT_EQ(b->tls(false), Decision::ok);
+  EXPECT_EQ(b->tls(false), Decision::ok);
+  EXPECT_EQ(b->tls(false), Decision::defer);
+}
+
+// authrate= counts every AUTH command, before authfail= looks; a command
+// either refuses is not counted.
+TEST_F(SessionThrottleTest, AuthrateCountsAuthCommandsBeforeAuthfail) {
+  table("default authrate=3/10m authfail=1/10m\n198.51.100.0/24 exempt\n");
+  auto used = [this](SessionThrottle& s) {
+    std::vector<store::CounterUsage> u;
+    EXPECT_TRUE(s.store()->usage("a:192.0.2.7", now_ms, u).ok());
+    std::uint64_t n = 0;
+    for (const store::CounterUsage& c : u) n += c.metric == "auth" ? c.used : 0;
+    return n;
+  };
+  auto s = session("192.0.2.7", false);
+  EXPECT_EQ(s->auth_attempt(), Decision::ok);
+  EXPECT_EQ(s->auth_attempt(), Decision::ok);
+  EXPECT_EQ(used(*s), 2u);
+  EXPECT_EQ(s->auth_failure(), Decision::ok);   // the one failure authfail= allows
+  EXPECT_EQ(s->auth_attempt(), Decision::defer);  // authfail= refuses: given back
+  EXPECT_EQ(s->reply().rfind("454 4.7.0 too many authentication failures", 0), 0u) << s->reply();
+  EXPECT_EQ(used(*s), 2u);
+  now_ms += 11 * 60'000;  // the failure and both commands left their windows
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(s->auth_attempt(), Decision::ok) << i;
+  lines.clear();
+  EXPECT_EQ(s->auth_attempt(), Decision::defer);
+  EXPECT_EQ(s->reply().rfind("454 4.7.0 too many AUTH commands from 192.0.2.7; try again in about ", 0), 0u)
+      << s->reply();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "throttle: client limit address 192.0.2.7 ip 192.0.2.7 authrate 3/3 per 10m: 454");
+  EXPECT_EQ(used(*s), 3u);  // the refused one is not counted
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(session("198.51.100.1", false)->auth_attempt(), Decision::ok) << i;
+}

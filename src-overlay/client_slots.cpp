@@ -2,8 +2,11 @@
 
 #include "client_slots.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <vector>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -117,32 +120,97 @@ std::optional<std::uint32_t> in_use(const std::string& dir, std::string_view key
   if (name.empty()) return std::nullopt;
   int fd = ::open((dir + "/" + name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return errno == ENOENT ? std::optional<std::uint32_t>(0) : std::nullopt;
+  // F_OFD_GETLK names one lock in a range, not necessarily the lowest: ask
+  // for the whole range, count the bytes of the lock it names, then ask for
+  // the parts on either side of it.
+  struct Range {
+    off_t first, end;
+  };
+  std::vector<Range> todo{{1, static_cast<off_t>(1) + max}};
   std::uint32_t held = 0;
-  for (std::uint32_t i = 0; i < max; ++i) {
+  while (!todo.empty()) {
+    const Range r = todo.back();
+    todo.pop_back();
+    if (r.first >= r.end) continue;
     struct flock fl {};
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
-    fl.l_start = static_cast<off_t>(1 + i);
-    fl.l_len = 1;
+    fl.l_start = r.first;
+    fl.l_len = r.end - r.first;
     if (fcntl(fd, F_OFD_GETLK, &fl) != 0) {
       ::close(fd);
       return std::nullopt;
     }
-    if (fl.l_type != F_UNLCK) ++held;
+    if (fl.l_type == F_UNLCK) continue;
+    const off_t first = std::max(fl.l_start, r.first);
+    const off_t end = fl.l_len == 0 ? r.end : std::min(fl.l_start + fl.l_len, r.end);
+    if (first >= end) {  // not in the range after all: cannot happen
+      ::close(fd);
+      return std::nullopt;
+    }
+    held += static_cast<std::uint32_t>(end - first);
+    todo.push_back({r.first, first});
+    todo.push_back({end, r.end});
   }
   ::close(fd);
   return held;
 }
 
+namespace {
+
+// remove_if_unused() by file name: open it, take the gate for writing (no
+// session holds a slot), and unlink it only if the name still is that
+// file: between our open() and the lock, a releasing session may have
+// unlinked it and a new taker created and locked a new file of that name.
+// 1 removed or gone, 0 held, -1 fault (errno).
+int remove_name_if_unused(const std::string& path) noexcept {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errno == ENOENT ? 1 : -1;
+  int result = 0;
+  struct stat mine, named;
+  if (lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) != 0) {
+    result = busy(errno) ? 0 : -1;
+  } else if (fstat(fd, &mine) != 0) {
+    result = -1;
+  } else if (mine.st_nlink == 0) {
+    result = 1;  // unlinked meanwhile by the session that let go of it last
+  } else if (lstat(path.c_str(), &named) != 0) {
+    result = errno == ENOENT ? 1 : -1;
+  } else if (named.st_dev == mine.st_dev && named.st_ino == mine.st_ino) {
+    result = ::unlink(path.c_str()) == 0 || errno == ENOENT ? 1 : -1;
+  }
+  // else 0: the name is a newer file now, which the gate we hold does not cover
+  const int saved = errno;
+  ::close(fd);
+  errno = saved;
+  return result;
+}
+
+}  // namespace
+
 bool remove_if_unused(const std::string& dir, std::string_view key) noexcept {
   const std::string name = file_name(key);
   if (name.empty()) return false;
-  const std::string path = dir + "/" + name;
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return errno == ENOENT;
-  bool removed = lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) == 0 && ::unlink(path.c_str()) == 0;
-  ::close(fd);
-  return removed;
+  return remove_name_if_unused(dir + "/" + name) == 1;
+}
+
+int sweep(const std::string& dir, Swept& out) noexcept {
+  out = Swept{};
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return errno;
+  for (;;) {
+    errno = 0;
+    const struct dirent* e = ::readdir(d);
+    if (e == nullptr) break;
+    if (e->d_name[0] == '.') continue;  // ".", "..": file_name() never starts with '.'
+    if (remove_name_if_unused(dir + "/" + e->d_name) == 1)
+      ++out.removed;
+    else
+      ++out.kept;
+  }
+  const int err = errno;
+  ::closedir(d);
+  return err;
 }
 
 }  // namespace client_slots

@@ -32,10 +32,19 @@ int lock_byte(int fd, std::uint32_t at, short type, int cmd) noexcept {
 
 bool busy(int err) noexcept { return err == EAGAIN || err == EACCES; }
 
-// The gate, as a write lock, on an open file: then nobody holds a slot and
-// the file can go. The caller closes fd.
-void unlink_if_gate_free(int fd, const std::string& path) noexcept {
-  if (lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) == 0) ::unlink(path.c_str());
+// Leaving a file (a slot let go, or none taken: full) without a slot of
+// ours in it: drop our gate lock, then try the gate for writing, which
+// succeeds only when nobody holds a slot (every holder read-locks the gate)
+// and nobody is taking one; then the file goes. Of several processes
+// leaving at once the last to try finds no lock of the others (each drops
+// its own before trying), so the last one out removes the file. A file
+// another leaver unlinked meanwhile is not unlinked again: its name may be
+// a newer file by now. The caller closes fd.
+void leave(int fd, const std::string& path) noexcept {
+  lock_byte(fd, 0, F_UNLCK, F_OFD_SETLK);
+  struct stat st;
+  if (lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) == 0 && fstat(fd, &st) == 0 && st.st_nlink != 0)
+    ::unlink(path.c_str());
 }
 
 }  // namespace
@@ -100,6 +109,7 @@ Slot::Outcome Slot::acquire(const std::string& dir, std::string_view key, std::u
         return Outcome::fault;
       }
     }
+    leave(fd, path_);  // the last of the holders may have gone meanwhile
     ::close(fd);
     return Outcome::full;
   }
@@ -110,7 +120,7 @@ Slot::Outcome Slot::acquire(const std::string& dir, std::string_view key, std::u
 void Slot::release() noexcept {
   if (fd_ < 0) return;
   lock_byte(fd_, 1 + index_, F_UNLCK, F_OFD_SETLK);
-  unlink_if_gate_free(fd_, path_);
+  leave(fd_, path_);
   ::close(fd_);  // drops whatever is left
   fd_ = -1;
 }
@@ -156,30 +166,25 @@ std::optional<std::uint32_t> in_use(const std::string& dir, std::string_view key
   return held;
 }
 
+int remove_open_if_unused(int fd, const std::string& path) noexcept {
+  struct stat mine, named;
+  if (lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) != 0) return busy(errno) ? 0 : -1;
+  if (fstat(fd, &mine) != 0) return -1;
+  if (mine.st_nlink == 0) return 1;  // unlinked meanwhile by the session that let go of it last
+  // a slot file has one name, so a linked file is the one `path` names;
+  // made sure of anyway, the gate we hold covers no other file
+  if (lstat(path.c_str(), &named) != 0) return errno == ENOENT ? 1 : -1;
+  if (named.st_dev != mine.st_dev || named.st_ino != mine.st_ino) return 0;
+  return ::unlink(path.c_str()) == 0 || errno == ENOENT ? 1 : -1;
+}
+
 namespace {
 
-// remove_if_unused() by file name: open it, take the gate for writing (no
-// session holds a slot), and unlink it only if the name still is that
-// file: between our open() and the lock, a releasing session may have
-// unlinked it and a new taker created and locked a new file of that name.
-// 1 removed or gone, 0 held, -1 fault (errno).
+// remove_if_unused() by file name. 1 removed or gone, 0 held, -1 fault.
 int remove_name_if_unused(const std::string& path) noexcept {
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return errno == ENOENT ? 1 : -1;
-  int result = 0;
-  struct stat mine, named;
-  if (lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) != 0) {
-    result = busy(errno) ? 0 : -1;
-  } else if (fstat(fd, &mine) != 0) {
-    result = -1;
-  } else if (mine.st_nlink == 0) {
-    result = 1;  // unlinked meanwhile by the session that let go of it last
-  } else if (lstat(path.c_str(), &named) != 0) {
-    result = errno == ENOENT ? 1 : -1;
-  } else if (named.st_dev == mine.st_dev && named.st_ino == mine.st_ino) {
-    result = ::unlink(path.c_str()) == 0 || errno == ENOENT ? 1 : -1;
-  }
-  // else 0: the name is a newer file now, which the gate we hold does not cover
+  const int result = remove_open_if_unused(fd, path);
   const int saved = errno;
   ::close(fd);
   errno = saved;

@@ -14,12 +14,14 @@
 // file in the process cannot drop them (the trap of classic POSIX record
 // locks).
 //
-// Removal: a session that lets go of its slot tries to turn its gate lock
-// into a write lock; that succeeds only when no other session holds a slot,
-// and then it unlinks the file before closing it. A session that finds the
-// file unlinked after taking the gate opens it again. A file left behind by
-// a SIGKILLed session is removed when the next session of that client ends,
-// or by sweep() (qmail-throttlectl expire).
+// Removal: a session that lets go of its slot (or found them all taken)
+// drops its gate lock and then tries the gate for writing; that succeeds
+// only when no other session holds a slot, and then it unlinks the file
+// before closing it. Of several leaving at once, the last to try succeeds.
+// A session that finds the file unlinked after taking the gate opens it
+// again. A file left behind by a SIGKILLed session is removed when the
+// next session of that client ends, or by sweep() (qmail-throttlectl
+// expire).
 
 #ifndef QT_CLIENT_SLOTS_H
 #define QT_CLIENT_SLOTS_H
@@ -78,6 +80,14 @@ std::optional<std::uint32_t> in_use(const std::string& dir, std::string_view key
 // releasing session does), so it never removes a file a session holds,
 // and unlinks only while the name still is the file it locked.
 bool remove_if_unused(const std::string& dir, std::string_view key) noexcept;
+
+// The step of remove_if_unused() after its open() of `path` as `fd` (for
+// tests): takes the gate for writing (no session holds a slot) and unlinks
+// `path` only if it still names the file of `fd`: between the open() and
+// the lock, a releasing session may have unlinked that file and a taker
+// created and locked a new one of the same name. 1 removed or gone, 0 held
+// (or a newer file), -1 fault (errno). The caller closes fd.
+int remove_open_if_unused(int fd, const std::string& path) noexcept;
 
 // remove_if_unused() for every file in `dir` (files left by SIGKILLed
 // sessions; qmail-throttlectl expire). A taker that opened a file just

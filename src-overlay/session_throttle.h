@@ -84,6 +84,10 @@ class SessionThrottle {
   // session's life, client_slots.h) and connrate= (connection_policy.h).
   // drop: reply() is the 421.
   Decision greeting();
+  // The session ends (throttle_exit()): lets go of the conn= slot now, so
+  // the last session of a client removes its file (client_slots.h); the
+  // kernel would free the place anyway, but leave the file.
+  void end_session() noexcept { conn_slot_.release(); }
 
   // AUTH succeeded: limits now key on `user` (user@domain), and the session
   // relays.

@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -139,6 +140,31 @@ TEST(ClientSlots, FilesOfGoneClientsAreRemoved) {
   EXPECT_TRUE(client_slots::remove_if_unused(dir, "a:192.0.2.7"));  // absent: fine
   close(pipefd[0]);
   close(pipefd[1]);
+}
+
+// A remover that opened a file just before the last session let go of it
+// (unlinking it) and a new session created and took a new file of that
+// name: the remover's gate lock covers only the old file, so it must not
+// unlink the name.
+TEST(ClientSlots, ARemoverNeverUnlinksANewerFileOfTheName) {
+  store_test::TempDir d;
+  const std::string dir = d.path();
+  const std::string path = dir + "/a=192.0.2.7";
+  Slot last;
+  ASSERT_EQ(last.acquire(dir, "a:192.0.2.7", 1), Slot::Outcome::held);
+  int old = open(path.c_str(), O_RDWR | O_CLOEXEC);  // the remover's open()
+  ASSERT_GE(old, 0);
+  last.release();  // unlinks the old file
+  EXPECT_FALSE(exists(path));
+  Slot next;
+  ASSERT_EQ(next.acquire(dir, "a:192.0.2.7", 1), Slot::Outcome::held);  // a new file
+  EXPECT_EQ(client_slots::remove_open_if_unused(old, path), 1);  // the old one is gone: done
+  close(old);
+  EXPECT_TRUE(exists(path));
+  Slot over;
+  EXPECT_EQ(over.acquire(dir, "a:192.0.2.7", 1), Slot::Outcome::full);  // still one count
+  next.release();
+  EXPECT_FALSE(exists(path));
 }
 
 // Many processes racing to take and give back places of one client (files

@@ -9,16 +9,19 @@
 //               on it; removing the file takes it for writing
 //   byte 1..N   the slots: a session write-locks the first free one
 // The kernel drops every lock of a process when it ends, so a place is free
-// at once: nothing expires, nothing is swept. OFD locks belong to the open
-// file description, so another open() and close() of the same file in the
-// process cannot drop them (the trap of classic POSIX record locks).
+// at once: nothing expires, no place waits for a sweep. OFD locks belong to
+// the open file description, so another open() and close() of the same
+// file in the process cannot drop them (the trap of classic POSIX record
+// locks).
 //
-// Removal: a session that lets go of its slot tries to turn its gate lock
-// into a write lock; that succeeds only when no other session holds a slot,
-// and then it unlinks the file before closing it. A session that finds the
-// file unlinked after taking the gate opens it again. A file left behind by
-// a SIGKILLed session is removed when the next session of that client ends
-// (or by remove_if_unused()).
+// Removal: a session that lets go of its slot (or found them all taken)
+// drops its gate lock and then tries the gate for writing; that succeeds
+// only when no other session holds a slot, and then it unlinks the file
+// before closing it. Of several leaving at once, the last to try succeeds.
+// A session that finds the file unlinked after taking the gate opens it
+// again. A file left behind by a SIGKILLed session is removed when the
+// next session of that client ends, or by sweep() (qmail-throttlectl
+// expire).
 
 #ifndef QT_CLIENT_SLOTS_H
 #define QT_CLIENT_SLOTS_H
@@ -65,12 +68,37 @@ class Slot {
 };
 
 // How many of the first `max` slots of `key` are held now (for
-// qmail-throttlectl); 0 when there is no file. nullopt: cannot tell.
+// qmail-throttlectl); 0 when there is no file. nullopt: cannot tell. It
+// only tests locks (F_OFD_GETLK), never takes one, so it holds up no
+// session; a few fcntl() calls per held slot, whatever `max` is, so a
+// caller may pass a max above the limit to also see slots held beyond a
+// lowered one.
 std::optional<std::uint32_t> in_use(const std::string& dir, std::string_view key, std::uint32_t max) noexcept;
 
 // Removes `key`'s file when no session holds a slot; true when removed or
-// absent.
+// absent. Safe beside sessions: it takes the gate for writing first (as a
+// releasing session does), so it never removes a file a session holds,
+// and unlinks only while the name still is the file it locked.
 bool remove_if_unused(const std::string& dir, std::string_view key) noexcept;
+
+// The step of remove_if_unused() after its open() of `path` as `fd` (for
+// tests): takes the gate for writing (no session holds a slot) and unlinks
+// `path` only if it still names the file of `fd`: between the open() and
+// the lock, a releasing session may have unlinked that file and a taker
+// created and locked a new one of the same name. 1 removed or gone, 0 held
+// (or a newer file), -1 fault (errno). The caller closes fd.
+int remove_open_if_unused(int fd, const std::string& path) noexcept;
+
+// remove_if_unused() for every file in `dir` (files left by SIGKILLed
+// sessions; qmail-throttlectl expire). A taker that opened a file just
+// before it goes finds it unlinked after the gate and opens a new one.
+struct Swept {
+  std::size_t removed = 0;  // files no session held
+  std::size_t kept = 0;     // files a session holds (or that could not be removed)
+};
+// 0 when done, ENOENT when `dir` does not exist (nothing to do), else the
+// errno of reading `dir`.
+int sweep(const std::string& dir, Swept& out) noexcept;
 
 }  // namespace client_slots
 

@@ -94,6 +94,10 @@ class SessionThrottle {
   // client limit tlsrate= (connection_policy.h). defer: too many TLS
   // sessions; reply() is the 454 for STARTTLS, an SMTPS connection closes.
   Decision tls(bool smtps);
+  // The session ends (throttle_exit()): lets go of the conn= slot now, so
+  // the last session of a client removes its file (client_slots.h); the
+  // kernel would free the place anyway, but leave the file.
+  void end_session() noexcept { conn_slot_.release(); }
 
   // AUTH succeeded: limits now key on `user` (user@domain), and the session
   // relays.

@@ -118,6 +118,7 @@ extern "C" void throttle_exit(int status) noexcept {
     refunding = true;
     session().end_transaction(false);
   }
+  if (started) session().end_session();
   _exit(status);
 }
 

@@ -69,7 +69,8 @@ void throttle_transaction(int queued) THROTTLE_NOEXCEPT;
 const char *throttle_reply(void) THROTTLE_NOEXCEPT;
 
 /* Every exit of qmail-smtpd: gives back what an unfinished transaction was
-   charged, then _exit(status). qmail-smtpd.c maps _exit to it, and the C++
+   charged, lets go of the conn= slot (the last session of a client removes
+   its file in throttle/conn/), then _exit(status). qmail-smtpd.c maps _exit to it, and the C++
    runtime's fatal end (cxx_runtime.cpp: out of memory) calls it too. A
    fatal end inside a store operation, or inside this refund, exits without
    one (the store cannot be entered again half-way): those charges stay

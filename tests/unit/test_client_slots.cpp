@@ -1,9 +1,14 @@
 // Sessions at once per client (conn=): slots that die with their process.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cerrno>
+#include <span>
 #include <string>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,6 +47,16 @@ char report(int fd) {
   return c;
 }
 
+// A holder() for each of `holders`, each reported holding a slot.
+void start_holders(std::span<pid_t> holders, const std::string& dir, const std::string& key, std::uint32_t limit,
+                   const int (&pipefd)[2]) {
+  for (pid_t& h : holders) {
+    h = holder(dir, key, limit, pipefd[1]);
+    ASSERT_GT(h, 0);
+    EXPECT_EQ(report(pipefd[0]), 'y');
+  }
+}
+
 void kill_and_wait(pid_t pid) {
   kill(pid, SIGKILL);
   waitpid(pid, nullptr, 0);
@@ -68,11 +83,7 @@ TEST(ClientSlots, CountedAcrossProcessesAndFreedAtOnceBySigkill) {
   int pipefd[2];
   ASSERT_EQ(pipe(pipefd), 0);
   pid_t holders[3];
-  for (pid_t& h : holders) {
-    h = holder(dir, "a:192.0.2.7", 3, pipefd[1]);
-    ASSERT_GT(h, 0);
-    EXPECT_EQ(report(pipefd[0]), 'y');
-  }
+  start_holders(holders, dir, "a:192.0.2.7", 3, pipefd);
   EXPECT_EQ(client_slots::in_use(dir, "a:192.0.2.7", 3), std::optional<std::uint32_t>(3));
   Slot mine;
   EXPECT_EQ(mine.acquire(dir, "a:192.0.2.7", 3), Slot::Outcome::full);
@@ -90,10 +101,7 @@ TEST(ClientSlots, CountedAcrossProcessesAndFreedAtOnceBySigkill) {
   kill_and_wait(holders[0]);
   kill_and_wait(holders[2]);
   // every slot is free, and a larger limit counts the same file
-  for (pid_t& h : holders) {
-    h = holder(dir, "a:192.0.2.7", 4, pipefd[1]);
-    EXPECT_EQ(report(pipefd[0]), 'y');
-  }
+  start_holders(holders, dir, "a:192.0.2.7", 4, pipefd);
   EXPECT_EQ(again.acquire(dir, "a:192.0.2.7", 4), Slot::Outcome::held);
   again.release();
   for (pid_t h : holders) kill_and_wait(h);
@@ -134,13 +142,53 @@ TEST(ClientSlots, FilesOfGoneClientsAreRemoved) {
   close(pipefd[1]);
 }
 
+// A remover that opened a file just before the last session let go of it
+// (unlinking it) and a new session created and took a new file of that
+// name: the remover's gate lock covers only the old file, so it must not
+// unlink the name.
+TEST(ClientSlots, ARemoverNeverUnlinksANewerFileOfTheName) {
+  store_test::TempDir d;
+  const std::string dir = d.path();
+  const std::string path = dir + "/a=192.0.2.7";
+  Slot last;
+  ASSERT_EQ(last.acquire(dir, "a:192.0.2.7", 1), Slot::Outcome::held);
+  int old = open(path.c_str(), O_RDWR | O_CLOEXEC);  // the remover's open()
+  ASSERT_GE(old, 0);
+  last.release();  // unlinks the old file
+  EXPECT_FALSE(exists(path));
+  Slot next;
+  ASSERT_EQ(next.acquire(dir, "a:192.0.2.7", 1), Slot::Outcome::held);  // a new file
+  EXPECT_EQ(client_slots::remove_open_if_unused(old, path), 1);  // the old one is gone: done
+  close(old);
+  EXPECT_TRUE(exists(path));
+  Slot over;
+  EXPECT_EQ(over.acquire(dir, "a:192.0.2.7", 1), Slot::Outcome::full);  // still one count
+  next.release();
+  EXPECT_FALSE(exists(path));
+}
+
 // Many processes racing to take and give back places of one client (files
-// created and removed all the while) never exceed the limit together.
-TEST(ClientSlots, RacingTakersAndRemoversNeverExceedTheLimit) {
+// created and removed all the while), and a sweeper removing unused files
+// beside them (qmail-throttlectl expire): the sessions that hold a slot at
+// once (counted in shared memory, not by the files) never exceed the limit,
+// nor does in_use() ever see more.
+TEST(ClientSlots, RacingTakersRemoversAndASweeperNeverExceedTheLimit) {
   store_test::TempDir d;
   const std::string dir = d.path();
   constexpr int procs = 6, rounds = 300;
   constexpr std::uint32_t limit = 2;
+  void* shared = mmap(nullptr, 2 * sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(shared, MAP_FAILED);
+  auto* holding = new (shared) std::atomic<int>(0);
+  auto* done = new (holding + 1) std::atomic<int>(0);
+  pid_t sweeper = fork();
+  ASSERT_GE(sweeper, 0);
+  if (sweeper == 0) {
+    client_slots::Swept swept;
+    while (done->load() < procs)
+      if (client_slots::sweep(dir, swept) != 0) _exit(1);
+    _exit(0);
+  }
   pid_t kids[procs];
   for (pid_t& k : kids) {
     k = fork();
@@ -151,11 +199,13 @@ TEST(ClientSlots, RacingTakersAndRemoversNeverExceedTheLimit) {
         Slot s;
         Slot::Outcome o = s.acquire(dir, "n:2001:db8::/64", limit);
         if (o == Slot::Outcome::fault) ++bad;
-        if (o == Slot::Outcome::held) {
-          std::optional<std::uint32_t> n = client_slots::in_use(dir, "n:2001:db8::/64", limit + 2);
-          if (!n || *n > limit || *n == 0) ++bad;
-        }
+        if (o != Slot::Outcome::held) continue;
+        if (holding->fetch_add(1) + 1 > static_cast<int>(limit)) ++bad;
+        std::optional<std::uint32_t> n = client_slots::in_use(dir, "n:2001:db8::/64", limit + 2);
+        if (!n || *n > limit || *n == 0) ++bad;
+        holding->fetch_sub(1);  // before the slot is let go
       }
+      done->fetch_add(1);
       _exit(bad == 0 ? 0 : 1);
     }
   }
@@ -164,7 +214,71 @@ TEST(ClientSlots, RacingTakersAndRemoversNeverExceedTheLimit) {
     waitpid(k, &st, 0);
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   }
+  done->store(procs);
+  int st = 0;
+  waitpid(sweeper, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  munmap(shared, 2 * sizeof(std::atomic<int>));
   EXPECT_FALSE(exists(dir + "/n=2001=db8==_64"));
+}
+
+// in_use() counts every held slot it is asked about, also a gap left by a
+// killed holder and slots above a lowered limit, without taking any.
+TEST(ClientSlots, InUseCountsHeldSlotsWithoutTakingOne) {
+  store_test::TempDir d;
+  const std::string dir = d.path();
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t holders[4];
+  start_holders(holders, dir, "a:192.0.2.7", 4, pipefd);
+  EXPECT_EQ(client_slots::in_use(dir, "a:192.0.2.7", 4), std::optional<std::uint32_t>(4));
+  EXPECT_EQ(client_slots::in_use(dir, "a:192.0.2.7", 2), std::optional<std::uint32_t>(2));        // the first two
+  EXPECT_EQ(client_slots::in_use(dir, "a:192.0.2.7", 1000000), std::optional<std::uint32_t>(4));  // limit lowered
+  kill_and_wait(holders[1]);
+  EXPECT_EQ(client_slots::in_use(dir, "a:192.0.2.7", 1000000), std::optional<std::uint32_t>(3));
+  EXPECT_EQ(client_slots::in_use(dir, "a:192.0.2.8", 4), std::optional<std::uint32_t>(0));  // no file
+  Slot mine;  // counting took nothing: the gap is still free
+  EXPECT_EQ(mine.acquire(dir, "a:192.0.2.7", 4), Slot::Outcome::held);
+  EXPECT_EQ(mine.index(), 1u);
+  mine.release();
+  for (pid_t h : {holders[0], holders[2], holders[3]}) kill_and_wait(h);
+  close(pipefd[0]);
+  close(pipefd[1]);
+}
+
+// sweep() (qmail-throttlectl expire) removes the files SIGKILLed sessions
+// left and keeps every file a session holds.
+TEST(ClientSlots, SweepRemovesLeftFilesAndKeepsHeldOnes) {
+  store_test::TempDir d;
+  const std::string dir = d.path() + "/conn";
+  client_slots::Swept swept;
+  EXPECT_EQ(client_slots::sweep(dir, swept), ENOENT);  // no directory yet: nothing to do
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t left = holder(dir, "a:192.0.2.7", 2, pipefd[1]);
+  EXPECT_EQ(report(pipefd[0]), 'y');
+  kill_and_wait(left);
+  pid_t held = holder(dir, "n:192.0.2.0/24", 2, pipefd[1]);
+  EXPECT_EQ(report(pipefd[0]), 'y');
+  EXPECT_TRUE(exists(dir + "/a=192.0.2.7"));
+  EXPECT_EQ(client_slots::sweep(dir, swept), 0);
+  EXPECT_EQ(swept.removed, 1u);
+  EXPECT_EQ(swept.kept, 1u);
+  EXPECT_FALSE(exists(dir + "/a=192.0.2.7"));
+  EXPECT_TRUE(exists(dir + "/n=192.0.2.0_24"));
+  EXPECT_EQ(client_slots::in_use(dir, "n:192.0.2.0/24", 2), std::optional<std::uint32_t>(1));
+  // the kept file still counts: the holder's place and one more, then full
+  Slot a, b;
+  EXPECT_EQ(a.acquire(dir, "n:192.0.2.0/24", 2), Slot::Outcome::held);
+  EXPECT_EQ(b.acquire(dir, "n:192.0.2.0/24", 2), Slot::Outcome::full);
+  a.release();
+  kill_and_wait(held);
+  EXPECT_EQ(client_slots::sweep(dir, swept), 0);
+  EXPECT_EQ(swept.removed, 1u);
+  EXPECT_EQ(swept.kept, 0u);
+  EXPECT_FALSE(exists(dir + "/n=192.0.2.0_24"));
+  close(pipefd[0]);
+  close(pipefd[1]);
 }
 
 TEST(ClientSlots, ZeroLimitAndFaults) {

@@ -11,6 +11,8 @@ this host's on Linux)."""
 import os
 import signal
 
+import pytest
+
 import qmail_harness as qh
 import relaylimits as rl
 
@@ -188,39 +190,26 @@ def test_exempt_on_a_more_specific_entry_is_never_counted(qmail):
     assert "ip 127.0.0.5 " not in srv.log()
 
 
-def test_ipv6_clients_share_conn_per_64(qmail):
-    ns = qmail.netns(None, addresses=["2001:db8:1::1/64", "2001:db8:1::a/64", "2001:db8:1::b/64",
-                                      "2001:db8:1::c/64", "2001:db8:2::a/64"])
-    rl.table(qmail, "default conn=2\n")
+@pytest.mark.parametrize("table, same, other, block", [
+    # the default prefix6: clients of one /64 share the count
+    ("default conn=2\n", ("2001:db8:1::a", "2001:db8:1::b", "2001:db8:1::c"), "2001:db8:2::a", "2001:db8:1::/64"),
+    # the table's prefix6=48: two /64s of one /48 share it
+    ("default conn=2 prefix6=48\n", ("2001:db8:1::a", "2001:db8:1:5::a", "2001:db8:1:6::a"), "2001:db8:2::a",
+     "2001:db8:1::/48"),
+])
+def test_ipv6_clients_share_conn_per_the_tables_prefix6(qmail, table, same, other, block):
+    ns = qmail.netns(None, addresses=[f"{a}/64" for a in ("2001:db8:1::1", *same, other)])
+    rl.table(qmail, table)
     srv = qmail.smtpd6(ns.name)
     to = "2001:db8:1::1"
     with Clients() as c:
-        assert c.open(srv.connect_from("2001:db8:1::a", to)).startswith(b"220 ")
-        assert c.open(srv.connect_from("2001:db8:1::b", to)).startswith(b"220 ")
-        # a third client of the same /64 finds its count full
-        assert c.open(srv.connect_from("2001:db8:1::c", to)) == too_many("2001:db8:1::c")
-        # another /64 has a count of its own
+        assert c.open(srv.connect_from(same[0], to)).startswith(b"220 ")
+        assert c.open(srv.connect_from(same[1], to)).startswith(b"220 ")
+        # a third client of the same block finds its count full
+        assert c.open(srv.connect_from(same[2], to)) == too_many(same[2])
+        # another block has a count of its own
         for _ in range(2):
-            assert c.open(srv.connect_from("2001:db8:2::a", to)).startswith(b"220 ")
+            assert c.open(srv.connect_from(other, to)).startswith(b"220 ")
     log = srv.log()
-    assert "throttle: client limit network 2001:db8:1::/64 ip 2001:db8:1::c conn 2/2: 421\n" in log, log
-    assert "2001:db8:2::a" not in log, log
-
-
-def test_ipv6_clients_are_grouped_by_the_tables_prefix6(qmail):
-    ns = qmail.netns(None, addresses=["2001:db8:1::1/64", "2001:db8:1::a/64", "2001:db8:1:5::a/64",
-                                      "2001:db8:1:6::a/64", "2001:db8:2::a/64"])
-    rl.table(qmail, "default conn=2 prefix6=48\n")
-    srv = qmail.smtpd6(ns.name)
-    to = "2001:db8:1::1"
-    with Clients() as c:
-        # two /64s of one /48 share the count
-        assert c.open(srv.connect_from("2001:db8:1::a", to)).startswith(b"220 ")
-        assert c.open(srv.connect_from("2001:db8:1:5::a", to)).startswith(b"220 ")
-        assert c.open(srv.connect_from("2001:db8:1:6::a", to)) == too_many("2001:db8:1:6::a")
-        # another /48 has a count of its own
-        for _ in range(2):
-            assert c.open(srv.connect_from("2001:db8:2::a", to)).startswith(b"220 ")
-    log = srv.log()
-    assert "throttle: client limit network 2001:db8:1::/48 ip 2001:db8:1:6::a conn 2/2: 421\n" in log, log
-    assert "2001:db8:2::a" not in log, log
+    assert f"throttle: client limit network {block} ip {same[2]} conn 2/2: 421\n" in log, log
+    assert other not in log, log

@@ -17,6 +17,7 @@ namespace spamt {
 namespace {
 
 constexpr Windows no_windows{};
+constexpr Client no_client{};
 
 // The cdb record at `p` (avail >= 8 bytes there, at file offset pos): its
 // key and value, and where the next record starts. -1 when it does not fit.
@@ -81,6 +82,7 @@ void Lookup::reset() noexcept {
   budget_count_ = 0;
   teergrube_ = TeergrubeSettings{};
   authfail_ = AuthFailLimit{&no_windows, {}, nullptr};
+  client_ = ClientLimits{&no_client, {}, nullptr};
   client_key_len_ = 0;
 }
 
@@ -282,6 +284,7 @@ LookupStatus LimitsTable::lookup(const ip::Address& addr, std::string_view user,
   add_budgets(lowered, out);
   resolve_teergrube(addr, ip.teergrube, out);
   resolve_authfail(ip.authfail, out);
+  resolve_client(addr, ip.client, out);
   return LookupStatus::ok;
 }
 
@@ -310,7 +313,7 @@ bool LimitsTable::find_identities(std::string_view lowered, Lookup& out) noexcep
 // out.relay_ip_ and `ip`; false when a record is unreadable or wrong.
 bool LimitsTable::walk_prefixes(const ip::Address& addr, bool authenticated, Lookup& out, IpEntries& ip) noexcept {
   const format::PrefixSet* sets = addr.family == ip::Family::v4 ? index_.v4 : index_.v6;
-  const format::PrefixSet present = sets[format::relay] | sets[format::teergrube] | sets[format::authfail];
+  const format::PrefixSet present = format::Index::any(sets);
   int found = 0;
   for (int p = present.highest(static_cast<int>(addr.bits())); p >= 0; p = present.highest(p - 1)) {
     found = find_network(addr, static_cast<unsigned>(p), out.ip_[0], out.bytes_[Lookup::ip_bytes]);
@@ -352,6 +355,11 @@ bool LimitsTable::walk_prefixes(const ip::Address& addr, bool authenticated, Loo
     ip.authfail = &first;
   } else if ((ip.authfail = ancestor(format::up_authfail))) {
     bad = bad || !ip.authfail->has_authfail;
+  }
+  if (first.has_client) {
+    ip.client = &first;
+  } else if ((ip.client = ancestor(format::up_client))) {
+    bad = bad || !ip.client->has_client;
   }
   return !bad;
 }
@@ -445,6 +453,32 @@ void LimitsTable::resolve_authfail(const Entry* af_entry, Lookup& out) noexcept 
   } else {
     out.authfail_ = AuthFailLimit{&no_windows, client_key, nullptr};
   }
+}
+
+// Client limits: the IP entry's, else the default's; per client unless an
+// address or network entry (without each) counts its block as one. An IPv6
+// client counted on its own is counted per the prefix6 that applies to it
+// (resolve_teergrube: its entry's, the default's, else /64), as Postfix's
+// smtpd_client_ipv6_prefix_length groups anvil's counts.
+void LimitsTable::resolve_client(const ip::Address& addr, const Entry* client_entry, Lookup& out) noexcept {
+  const Entry& fallback = default_.entry;
+  std::string_view client_key = out.client_key();
+  if (addr.family == ip::Family::v6 && out.teergrube_.prefix6 != client_prefix6)
+    client_key = {out.client_limits_key_, block_key(addr, out.teergrube_.prefix6, out.client_limits_key_)};
+  if (client_entry != nullptr) {
+    out.client_ = ClientLimits{&client_entry->client,
+                               client_entry->client.each ? client_key : client_entry->budget_key, client_entry};
+  } else if (index_.has_default && fallback.has_client) {
+    out.client_ = ClientLimits{&fallback.client, client_key, &fallback};
+  } else {
+    out.client_ = ClientLimits{&no_client, client_key, nullptr};
+  }
+}
+
+bool LimitsTable::may_limit_clients(ip::Family family) const noexcept {
+  if (status_ != TableStatus::ok) return false;
+  if (index_.has_default && default_.entry.has_client && !default_.entry.client.unlimited()) return true;
+  return (family == ip::Family::v4 ? index_.v4 : index_.v6)[format::client].any();
 }
 
 }  // namespace spamt

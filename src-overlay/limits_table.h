@@ -32,6 +32,10 @@
 //   entry that sets any of them overrides the default's group.
 // - authfail: the most specific IP entry with authfail=, else the default's;
 //   always one budget per client address.
+// - Client limits (conn=, connrate=, inmsg=, ...): the most specific IP
+//   entry with client settings, else the default's; counted per client
+//   address (the default, `each`) or per entry's block (an address or
+//   network entry without `each`). `exempt` there: no client limits.
 // - Budget keys name who is counted: "u:alice@example.com", "d:example.com",
 //   "a:192.0.2.7", "n:192.0.2.0/24"; IPv6 clients are counted per /64
 //   ("n:2001:db8:1:2::/64") where a budget is per client. The same party
@@ -134,6 +138,13 @@ struct AuthFailLimit {
   const Entry* entry = nullptr;      // the entry that set it, or null (none)
 };
 
+// The client limits for this client (Postfix anvil's).
+struct ClientLimits {
+  const Client* limits = nullptr;  // never null; limits->unlimited() when none apply
+  std::string_view key;            // who is counted: the client's key, or the entry's block
+  const Entry* entry = nullptr;    // the entry that set them, or null (none)
+};
+
 // The result of one lookup. It holds the decoded entries and key buffers its
 // views point to, so it is neither copied nor moved; it stays valid until
 // the next lookup into it or until the table is closed. It is about 14 KB
@@ -153,6 +164,7 @@ class Lookup {
 
   const TeergrubeSettings& teergrube() const noexcept { return teergrube_; }
   const AuthFailLimit& authfail() const noexcept { return authfail_; }
+  const ClientLimits& client() const noexcept { return client_; }
 
   // The client's own budget key: "a:192.0.2.7", or the /64 for IPv6.
   std::string_view client_key() const noexcept { return {client_key_, client_key_len_}; }
@@ -173,7 +185,7 @@ class Lookup {
   // lookup that reads no record touches only the first page of a fresh
   // Lookup.
   Entry user_, domain_;
-  Entry ip_[4];  // the most specific IP entry, then ancestors it names
+  Entry ip_[format::ancestor_count];  // the most specific IP entry, then ancestors it names
   std::size_t ip_count_ = 0;
   bool has_user_ = false, has_domain_ = false;
   const Entry* relay_ip_ = nullptr;
@@ -183,12 +195,14 @@ class Lookup {
   std::size_t budget_count_ = 0;
   TeergrubeSettings teergrube_;
   AuthFailLimit authfail_;
+  ClientLimits client_;
   char client_key_[2 + ip::text_max] = {};
   std::size_t client_key_len_ = 0;
   char user_key_[2 + name_max] = {};  // the default's per-user key
   char state_key_[2 + ip::text_max + 64] = {};
+  char client_limits_key_[2 + ip::text_max] = {};  // an IPv6 client under a prefix6 other than /64
   enum : std::size_t { user_bytes, domain_bytes, ip_bytes };  // ip_[i]: ip_bytes + i
-  char bytes_[ip_bytes + 4][format::record_max];
+  char bytes_[ip_bytes + format::ancestor_count][format::record_max];
 };
 
 class LimitsTable {
@@ -215,6 +229,9 @@ class LimitsTable {
   // --- lower level, for explaining and tests --------------------------------
   const format::Index& index() const noexcept { return index_; }
   const Entry* default_entry() const noexcept { return index_.has_default ? &default_.entry : nullptr; }
+  // Whether any entry that can apply to a client of `family` carries client
+  // limits (the index and the default say; no probe).
+  bool may_limit_clients(ip::Family family) const noexcept;
   // One probe each: 1 found (out set), 0 not found, -1 unreadable record.
   int find_user(std::string_view lowered_name, Record& out) noexcept;
   int find_domain(std::string_view lowered_domain, Record& out) noexcept;
@@ -225,12 +242,14 @@ class LimitsTable {
   struct IpEntries {
     const Entry* teergrube = nullptr;  // the IP entry with teergrube settings, or null
     const Entry* authfail = nullptr;   // ... with authfail=, or null
+    const Entry* client = nullptr;     // ... with client limits, or null
   };
   bool find_identities(std::string_view lowered_user, Lookup& out) noexcept;
   bool walk_prefixes(const ip::Address& a, bool authenticated, Lookup& out, IpEntries& ip) noexcept;
   void add_budgets(std::string_view lowered_user, Lookup& out) noexcept;
   void resolve_teergrube(const ip::Address& a, const Entry* tg_entry, Lookup& out) noexcept;
   void resolve_authfail(const Entry* af_entry, Lookup& out) noexcept;
+  void resolve_client(const ip::Address& addr, const Entry* client_entry, Lookup& out) noexcept;
 
   int find(std::string_view key, Entry& entry, char* bytes) noexcept;
   int find_user(std::string_view lowered_name, Entry& entry, char* bytes) noexcept;

@@ -35,6 +35,16 @@ constexpr const char* spamt_path = "control/spamt";
 constexpr const char* relaylimits_path = "control/relaylimits";
 constexpr const char* cdb_path = "control/spamt.cdb";
 constexpr const char* tmp_path = "control/spamt.cdb.tmp";
+// Present exactly when some entry limits clients (conn=, connrate=, ...):
+// qmail-smtpd's greeting looks at the table only then (doc/DESIGN.md,
+// "Client connection limits and inbound rates").
+constexpr const char* clients_flag_path = "control/spamt.clients";
+
+bool limits_clients(const spamt::Table& table) {
+  for (const spamt::CompiledEntry& e : table.entries)
+    if (e.client && !e.client->unlimited()) return true;
+  return false;
+}
 
 [[noreturn]] void usage() {
   std::fprintf(stderr,
@@ -101,9 +111,21 @@ int write_table(const spamt::Table& table) {
   int err = spamt::write_cdb(table, fd);
   if (err != 0) fail(std::string("unable to write ") + tmp_path, err);
   if (::fsync(fd) != 0) fail(std::string("unable to sync ") + tmp_path, errno);
+  // the flag goes before a table without client limits replaces one with
+  // them, and comes after a table with them is in place: a stale flag costs
+  // a session one lookup; a missing one leaves client limits off between
+  // the rename and the flag
+  const bool flag = limits_clients(table);
+  if (!flag && ::unlink(clients_flag_path) != 0 && errno != ENOENT)
+    fail(std::string("unable to remove ") + clients_flag_path, errno);
   if (::rename(tmp_path, cdb_path) != 0)
     fail(std::string("unable to move ") + tmp_path + " to " + cdb_path, errno);
   ::close(fd);
+  if (flag) {
+    int f = ::open(clients_flag_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) fatal(std::string("unable to create ") + clients_flag_path, errno);
+    ::close(f);
+  }
   // make the rename itself durable
   int dir = ::open("control", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {

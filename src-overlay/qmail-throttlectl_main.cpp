@@ -1,7 +1,9 @@
-// qmail-throttlectl: see and reset what the relay limits have counted.
+// qmail-throttlectl: see and reset what the relay and client limits have
+// counted.
 //
-//   qmail-throttlectl [-d DIR] show IDENTITY ...      (counters; teergrube state of addresses)
-//   qmail-throttlectl [-d DIR] top [-n N] [rcpt|msg|authfail]
+//   qmail-throttlectl [-d DIR] show IDENTITY ...      (counters; an address's client
+//                                                      limits and teergrube state)
+//   qmail-throttlectl [-d DIR] top [-n N] [rcpt|msg|authfail|conn|tls|auth|inmsg|inrcpt]
 //   qmail-throttlectl [-d DIR] reset IDENTITY ...
 //   qmail-throttlectl [-d DIR] expire
 //   qmail-throttlectl [-d DIR] stats
@@ -11,13 +13,17 @@
 // does: the one control/throttlestore names - LMDB in throttle/
 // (control/throttlestoresize) or Redis. Run as root, every LMDB file it
 // creates or touches is given to the owner of throttle/, so qmail-smtpd can
-// always open it. repair is for LMDB only. Exit codes: 0 done, 100 usage or
-// a bad identity, 111 a store fault. See doc/qmail-throttlectl.8.
+// always open it. Connections at once (conn=) are not in the store: they
+// are the slot files of throttle/conn/ on this host (client_slots.h), which
+// show counts and expire sweeps. repair is for LMDB only. Exit codes: 0
+// done, 100 usage or a bad identity, 111 a store fault. See
+// doc/qmail-throttlectl.8.
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -28,6 +34,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "client_slots.h"
+#include "connection_policy.h"
 #include "helpers.h"
 #include "limits_table.h"
 #include "relay_policy.h"
@@ -47,7 +55,7 @@ constexpr const char* me = "qmail-throttlectl";
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "%s: usage: %s [-d dir] show identity ...\n"
-               "       %s [-d dir] top [-n count] [rcpt|msg|authfail]\n"
+               "       %s [-d dir] top [-n count] [rcpt|msg|authfail|conn|tls|auth|inmsg|inrcpt]\n"
                "       %s [-d dir] reset identity ...\n"
                "       %s [-d dir] expire|stats|repair\n",
                me, me, me, me, me);
@@ -151,6 +159,104 @@ void show_teergrube(store::Store& s, const throttle::Config& c, const spamt::Ide
   }
 }
 
+// The slot files of conn= (client_slots.h): per host, beside the store's
+// directory also when the store is Redis, as qmail-smtpd keeps them.
+std::string slots_dir(const throttle::Config& c) { return c.store.directory + "/conn"; }
+
+// Each rate of the client limits and the metric its counters have
+// (connection_policy.h), in the order show lists them.
+struct ClientRate {
+  std::string_view metric;
+  const spamt::Windows spamt::Client::*windows;
+};
+constexpr ClientRate client_rates[] = {
+    {connection_policy::connrate_metric, &spamt::Client::connrate},
+    {connection_policy::tlsrate_metric, &spamt::Client::tlsrate},
+    {connection_policy::authrate_metric, &spamt::Client::authrate},
+    {connection_policy::inmsg_metric, &spamt::Client::inmsg},
+    {connection_policy::inrcpt_metric, &spamt::Client::inrcpt},
+};
+
+bool client_metric(std::string_view metric) {
+  for (const ClientRate& r : client_rates)
+    if (r.metric == metric) return true;
+  return false;
+}
+
+// The client limits of an address as the limits table resolves them now.
+class ClientView {
+ public:
+  // Looks the address up; nothing to show (null client()) without a table,
+  // or without control/spamt.clients: then no entry carries client limits
+  // and qmail-smtpd checks none.
+  ClientView(const throttle::Config& c, const spamt::Identity& id) {
+    if (id.kind != spamt::Kind::address || ::access("control/spamt.clients", F_OK) != 0 ||
+        table_.open(c.table_path) != spamt::TableStatus::ok ||
+        table_.lookup(id.network.address, "", *lookup_) != spamt::LookupStatus::ok ||
+        lookup_->client().entry == nullptr)
+      return;
+    client_ = &lookup_->client();
+  }
+  const spamt::ClientLimits* client() const { return client_; }
+  // Whether its rates are counted under `key`: then the "client limits"
+  // block lists that key's counters of their metrics.
+  bool counted_as(std::string_view key) const {
+    return client_ != nullptr && !client_->limits->exempt && key == client_->key;
+  }
+
+ private:
+  spamt::LimitsTable table_;
+  std::unique_ptr<spamt::Lookup> lookup_ = std::make_unique<spamt::Lookup>();
+  const spamt::ClientLimits* client_ = nullptr;
+};
+
+// "  client limits from default (control/spamt:1), counted as address
+// 192.0.2.7:", then connections in use on this host and each rate window
+// with the table's limit; counters of the key under windows the table no
+// longer gives follow with the limit of their last charge.
+void show_client(const throttle::Config& config, const spamt::ClientLimits& c,
+                 const std::vector<store::CounterUsage>& usage) {
+  const spamt::Entry& e = *c.entry;
+  const std::string from =
+      (e.kind == spamt::Kind::fallback ? std::string("default") : std::string(e.identity)) + " (" +
+      std::string(e.client_origin) + ")";
+  if (c.limits->exempt) {
+    std::printf("  client limits: exempt, from %s\n", from.c_str());
+    return;
+  }
+  std::printf("  client limits from %s, counted as %s:\n", from.c_str(), relay_policy::describe_key(c.key).c_str());
+  // every held slot, also above a lowered conn= (they count until their
+  // sessions end); the cost is per held slot, not per possible one
+  const std::optional<std::uint32_t> held =
+      client_slots::in_use(slots_dir(config), c.key, std::numeric_limits<std::uint32_t>::max() - 1);
+  if (!held)
+    std::printf("    connections: cannot count them in %s: %s\n", slots_dir(config).c_str(), std::strerror(errno));
+  else if (c.limits->conn != 0)
+    std::printf("    connections: %u of %u in use on this host\n", *held, c.limits->conn);
+  else if (*held != 0)
+    std::printf("    connections: %u in use on this host, no limit now\n", *held);
+  std::vector<bool> shown(usage.size(), false);
+  for (const ClientRate& rate : client_rates) {
+    for (const spamt::Window& w : c.limits->*rate.windows) {
+      store::CounterUsage u{std::string(c.key), std::string(rate.metric), w.seconds, 0, 0, 0};
+      for (std::size_t i = 0; i < usage.size(); ++i) {
+        if (usage[i].metric == rate.metric && usage[i].window_seconds == w.seconds) {
+          u = usage[i];
+          shown[i] = true;
+        }
+      }
+      u.limit = w.limit;
+      std::printf("    ");
+      print_counter(u, false);
+    }
+  }
+  for (std::size_t i = 0; i < usage.size(); ++i) {
+    if (shown[i] || !client_metric(usage[i].metric)) continue;
+    std::printf("    ");
+    print_counter(usage[i], false);
+  }
+}
+
 int show(store::Store& s, const throttle::Config& c, char** words, int n) {
   // One reading of the store's clock (Redis: the server's) for the whole
   // report: teergrube state ages are computed from it.
@@ -158,18 +264,29 @@ int show(store::Store& s, const throttle::Config& c, char** words, int n) {
   std::vector<store::CounterUsage> usage;
   for (int i = 0; i < n; ++i) {
     const spamt::Identity id = identity_of(words[i]);
+    const ClientView client(c, id);
+    bool client_shown = false;
     for (const std::string& key : keys_for(id)) {
       check(s.usage(key, now, usage), "show");
       std::printf("%s:", relay_policy::describe_key(key).c_str());
-      if (usage.empty()) {
-        std::printf(" nothing counted\n");
-        continue;
-      }
-      std::printf("\n");
+      const bool client_here = client.counted_as(key);
+      std::size_t listed = 0;
       for (const store::CounterUsage& u : usage) {
+        if (client_here && client_metric(u.metric)) continue;
+        if (listed++ == 0) std::printf("\n");
         std::printf("  ");
         print_counter(u, false);
       }
+      if (listed == 0) std::printf(client_here ? "\n" : " nothing counted\n");
+      if (client_here) {
+        show_client(c, *client.client(), usage);
+        client_shown = true;
+      }
+    }
+    if (client.client() != nullptr && !client_shown) {  // exempt, or a block's shared count
+      usage.clear();
+      if (!client.client()->limits->exempt) check(s.usage(client.client()->key, now, usage), "show");
+      show_client(c, *client.client(), usage);
     }
     show_teergrube(s, c, id, now);
   }
@@ -207,7 +324,7 @@ int reset(store::Store& s, const throttle::Config& c, char** words, int n) {
   return 0;
 }
 
-int expire(store::Store& s) {
+int expire(store::Store& s, const throttle::Config& c) {
   std::size_t total = 0;
   for (;;) {  // in slices: writers wait for the lock meanwhile, not for all of it
     std::size_t removed = 0;
@@ -216,6 +333,14 @@ int expire(store::Store& s) {
     if (removed < 1000) break;
   }
   std::printf("%zu idle entr%s removed\n", total, total == 1 ? "y" : "ies");
+  // conn='s slot files left by SIGKILLed sessions (a session that ends
+  // removes its client's file when it held the last slot)
+  client_slots::Swept swept;
+  const int err = client_slots::sweep(slots_dir(c), swept);
+  if (err == ENOENT) return 0;
+  if (err != 0) fatal("unable to read " + slots_dir(c) + ": " + std::strerror(err));
+  std::printf("%zu unused connection slot file%s removed, %zu in use\n", swept.removed,
+              swept.removed == 1 ? "" : "s", swept.kept);
   return 0;
 }
 
@@ -296,12 +421,12 @@ int main(int argc, char** argv) {
     if (optind < argc) metric = argv[optind++];
     if (optind != argc) usage();
     if (!metric.empty() && metric != relay_policy::rcpt_metric && metric != relay_policy::msg_metric &&
-        metric != relay_policy::authfail_metric)
+        metric != relay_policy::authfail_metric && !client_metric(metric))
       usage();
     return top(s, count, metric);
   }
   if (optind != argc) usage();
-  if (cmd == "expire") return expire(s);
+  if (cmd == "expire") return expire(s, config);
   if (cmd == "stats") return stats(s);
   usage();
 }

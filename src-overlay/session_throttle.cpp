@@ -4,8 +4,10 @@
 
 #include <cstdlib>
 
+#include "connection_policy.h"
 #include "control_file.h"
 #include "helpers.h"
+#include "inbound_policy.h"
 #include "logline.h"
 #include "store_factory.h"
 #include "throttle_controls.h"
@@ -185,6 +187,11 @@ void SessionThrottle::release_for_wait() noexcept {
 
 Decision SessionThrottle::store_fault(const std::string& what, store::Status status, const std::string& reason,
                                       bool auth) {
+  return store_fault(what, status, reason, std::string_view(auth ? fail_closed_auth : fail_closed_rcpt));
+}
+
+Decision SessionThrottle::store_fault(const std::string& what, store::Status status, const std::string& reason,
+                                      std::string_view closed_reply) {
   bool closed = policy().fail_closed;
   if (!store_fault_logged_ || closed) {
     log("throttle: store fault ip " + logline::field(ip_) + " " + what + ": " +
@@ -193,8 +200,62 @@ Decision SessionThrottle::store_fault(const std::string& what, store::Status sta
     store_fault_logged_ = true;
   }
   if (!closed) return Decision::ok;
-  reply_ = auth ? fail_closed_auth : fail_closed_rcpt;
+  reply_ = closed_reply;
   return Decision::defer;
+}
+
+Decision SessionThrottle::greeting() {
+  if (config().disabled) return Decision::ok;
+  // no table, or a table fault (logged): client limits do not apply; the
+  // fail-open/closed policy is the relay decisions' to apply
+  if (table_state() != TableState::ok) return Decision::ok;
+  const spamt::ClientLimits& c = lookup_->client();
+  const connection_policy::Needs needs = connection_policy::needs(c);
+  auto apply = [this](const connection_policy::Decision& d) {
+    if (!d.log.empty()) log(d.log);
+    if (d.outcome == connection_policy::Outcome::accept) return Decision::ok;
+    log(d.verdict.log);
+    reply_ = d.verdict.reply;
+    return Decision::drop;
+  };
+  if (needs.slot) {
+    connection_policy::SlotOutcome slot = connection_policy::SlotOutcome::fault;
+    switch (conn_slot_.acquire(config().store.directory + "/conn", c.key, c.limits->conn)) {
+      case client_slots::Slot::Outcome::held: slot = connection_policy::SlotOutcome::held; break;
+      case client_slots::Slot::Outcome::full: slot = connection_policy::SlotOutcome::full; break;
+      case client_slots::Slot::Outcome::fault: break;
+    }
+    if (apply(connection_policy::after_slot(c, slot, conn_slot_.error(), ip_)) != Decision::ok) return Decision::drop;
+  }
+  if (needs.rate) {
+    store::Limit counters[spamt::max_windows];
+    const std::size_t n = connection_policy::counters_for_connection(c, counters);
+    store::ChargeResult r =
+        with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), nullptr); });
+    return apply(connection_policy::after_rate(c, r, counters, n, policy().fail_closed, ip_));
+  }
+  return Decision::ok;
+}
+
+Decision SessionThrottle::client_event(connection_policy::Event e, store::Receipt* receipt) {
+  const spamt::ClientLimits& c = lookup_->client();
+  store::Limit counters[spamt::max_windows];
+  const std::size_t n = connection_policy::counters_for_event(c, e, counters);
+  if (n == 0) return Decision::ok;
+  store::ChargeResult r = with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), receipt); });
+  connection_policy::Decision d = connection_policy::after_event(c, e, r, counters, n, policy().fail_closed, ip_);
+  if (!d.log.empty()) log(d.log);
+  if (d.outcome == connection_policy::Outcome::accept) return Decision::ok;
+  log(d.verdict.log);
+  reply_ = std::move(d.verdict.reply);
+  return Decision::defer;
+}
+
+Decision SessionThrottle::tls(bool smtps) {
+  if (config().disabled) return Decision::ok;
+  // as at the greeting: without a usable table client limits do not apply
+  if (table_state() != TableState::ok) return Decision::ok;
+  return client_event(smtps ? connection_policy::Event::smtps : connection_policy::Event::starttls, nullptr);
 }
 
 Decision SessionThrottle::rcpt() {
@@ -221,18 +282,46 @@ Decision SessionThrottle::rcpt() {
   return Decision::ok;
 }
 
+Decision SessionThrottle::inbound_rcpt() {
+  if (relay_client_ || config().disabled) return Decision::ok;
+  // no table, or a table fault (logged): as at the greeting, client limits
+  // do not apply
+  if (table_state() != TableState::ok) return Decision::ok;
+  const spamt::ClientLimits& c = lookup_->client();
+  store::Limit counters[inbound_policy::max_counters];
+  const std::size_t n = inbound_policy::counters_for_rcpt(c, !inbound_charged_in_transaction_, counters);
+  if (n == 0) return Decision::ok;
+  store::ChargeResult r =
+      with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), &receipt_); });
+  if (!r.ok()) return store_fault("charge", r.status, r.reason, inbound_policy::fail_closed_reply);
+  if (!r.accepted) {
+    const store::Limit& refused = counters[r.refusal.index < n ? r.refusal.index : 0];
+    relay_policy::Verdict v = inbound_policy::refusal(c, refused, r.refusal, ip_);
+    log(v.log);
+    reply_ = std::move(v.reply);
+    return Decision::defer;
+  }
+  inbound_charged_in_transaction_ = true;
+  return Decision::ok;
+}
+
 void SessionThrottle::end_transaction(bool queued) {
   charged_in_transaction_ = false;
+  inbound_charged_in_transaction_ = false;
   if (receipt_.empty()) return;
   if (queued) {
     receipt_.clear();
     return;
   }
-  store::Result r = with_store([&](store::Store& st) { return st.refund(receipt_, now()); });
+  give_back(receipt_);
+}
+
+void SessionThrottle::give_back(store::Receipt& receipt) {
+  store::Result r = with_store([&](store::Store& st) { return st.refund(receipt, now()); });
   if (!r.ok()) {
     log("throttle: store fault ip " + logline::field(ip_) + " refund: " + std::string(store::status_name(r.status)) +
         " (" + logline::text(r.reason) + "): charges kept");
-    receipt_.clear();
+    receipt.clear();
   }
 }
 
@@ -245,6 +334,16 @@ Decision SessionThrottle::auth_attempt() {
     return Decision::defer;
   }
   if (t != TableState::ok) return Decision::ok;
+  // authrate= counts every AUTH command, before authfail= looks: a command
+  // authfail= refuses is given back, so only answered commands count
+  store::Receipt counted;
+  if (client_event(connection_policy::Event::auth, &counted) != Decision::ok) return Decision::defer;
+  Decision d = authfail_attempt();
+  if (d != Decision::ok && !counted.empty()) give_back(counted);
+  return d;
+}
+
+Decision SessionThrottle::authfail_attempt() {
   const spamt::AuthFailLimit& a = lookup_->authfail();
   if (a.windows->empty()) return Decision::ok;
   std::vector<store::CounterUsage> usage;

@@ -7,9 +7,14 @@
 //   relay limits  rcpt() for a relayed recipient that passed every stock
 //                 check; end_transaction() when the transaction is queued
 //                 (the charges stay) or abandoned (they are given back);
-//   AUTH          auth_attempt() before credentials are read, auth_failure()
-//                 after they were refused (the table's authfail= limit, per
-//                 client address; the verdicts are relay_policy.h's);
+//   inbound rates inbound_rcpt() for a recipient of a client that is not a
+//                 relay client (inmsg=, inrcpt=; inbound_policy.h), charged
+//                 into the same receipt as relay charges;
+//   AUTH          auth_attempt() before credentials are read (the client
+//                 limit authrate=, connection_policy.h, then authfail=),
+//                 auth_failure() after they were refused (the table's
+//                 authfail= limit, per client address; the verdicts are
+//                 relay_policy.h's);
 //   teergrube     teergrube_at_data() at DATA: the delay due
 //                 (teergrube_policy.h); smtpd_teergrube.cpp waits it out.
 //
@@ -32,6 +37,8 @@
 #include <string>
 #include <string_view>
 
+#include "client_slots.h"
+#include "connection_policy.h"
 #include "function_ref.h"
 #include "limits_table.h"
 #include "mapped_box.h"
@@ -79,6 +86,19 @@ class SessionThrottle {
 
   // The client (TCPREMOTEIP) and whether it is a relay client (RELAYCLIENT).
   void start(std::string_view ip, bool relay_client);
+  // Before the greeting: client limits conn= (a slot held for the
+  // session's life, client_slots.h) and connrate= (connection_policy.h).
+  // drop: reply() is the 421.
+  Decision greeting();
+  // Before a TLS handshake (STARTTLS, or SMTPS before the greeting): the
+  // client limit tlsrate= (connection_policy.h). defer: too many TLS
+  // sessions; reply() is the 454 for STARTTLS, an SMTPS connection closes.
+  Decision tls(bool smtps);
+  // The session ends (throttle_exit()): lets go of the conn= slot now, so
+  // the last session of a client removes its file (client_slots.h); the
+  // kernel would free the place anyway, but leave the file.
+  void end_session() noexcept { conn_slot_.release(); }
+
   // AUTH succeeded: limits now key on `user` (user@domain), and the session
   // relays.
   void set_user(std::string_view user);
@@ -88,6 +108,11 @@ class SessionThrottle {
   bool relay_limited();
   // One relayed recipient that passed every other check.
   Decision rcpt();
+  // One recipient of a client that is not a relay client, past every stock
+  // check: charges inrcpt= (and inmsg= for the transaction's first) on the
+  // client's key. defer: reply() is the 450 (or, failing closed on a store
+  // fault, a 451). Nothing happens without such limits.
+  Decision inbound_rcpt();
   // The transaction ends: queued keeps its charges, anything else gives
   // them back. Cheap when nothing was charged.
   void end_transaction(bool queued);
@@ -138,8 +163,16 @@ class SessionThrottle {
   const spamt::Lookup* lookup();  // nullptr when there is no usable table
   // The injected clock's time, else store::store_clock (the store's own).
   std::uint64_t now() const noexcept { return clock_ != nullptr ? clock_() : store::store_clock; }
+  // tlsrate= or authrate=: one event charged (connection_policy::Event);
+  // `receipt` (may be null) records the charge.
+  Decision client_event(connection_policy::Event e, store::Receipt* receipt);
+  Decision authfail_attempt();  // authfail='s check at an AUTH command
+  // Refunds `receipt`; a store fault is logged and the charges stay.
+  void give_back(store::Receipt& receipt);
   Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,
                        bool auth);
+  Decision store_fault(const std::string& what, const store::Status status, const std::string& reason,
+                       std::string_view closed_reply);
   void log(const std::string& line) const noexcept;
 
   Clock clock_;
@@ -169,8 +202,10 @@ class SessionThrottle {
   bool store_fault_logged_ = false;
   bool teergrube_fault_logged_ = false;
   store::Receipt receipt_;  // this transaction's charges
-  bool charged_in_transaction_ = false;
+  bool charged_in_transaction_ = false;          // relay: the message is charged
+  bool inbound_charged_in_transaction_ = false;  // inbound: inmsg is charged
   std::string reply_;
+  client_slots::Slot conn_slot_;  // conn=: held until the process ends
 };
 
 // The session of this qmail-smtpd process (throttle.cpp).

@@ -86,6 +86,14 @@ struct Merger {
         error(d, who + " already has an authfail limit from " + e.authfail_origin);
       }
     }
+    if (d.client) {
+      if (!e.client) {
+        e.client = d.client;
+        e.client_origin = d.origin;
+      } else {
+        error(d, who + " already has client limits from " + e.client_origin);
+      }
+    }
   }
 
   void set_relay(CompiledEntry& e, const Definition& d) {
@@ -114,7 +122,7 @@ void link_ancestors(Table& table) {
     if (e.identity.kind != Kind::address && e.identity.kind != Kind::network) continue;
     const ip::Address& a = e.identity.network.address;
     const format::PrefixSet* sets = a.family == ip::Family::v4 ? ix.v4 : ix.v6;
-    const format::PrefixSet present = sets[format::relay] | sets[format::teergrube] | sets[format::authfail];
+    const format::PrefixSet present = format::Index::any(sets);
     std::uint8_t* up = e.ancestors;
     for (int p = static_cast<int>(e.identity.network.prefix) - 1; p >= 0; --p) {
       if (!present.has(static_cast<unsigned>(p))) continue;
@@ -129,6 +137,7 @@ void link_ancestors(Table& table) {
       mark(format::up_relay_authenticated, anc.relay && !anc.relay->unauthenticated);
       mark(format::up_teergrube, anc.teergrube.has_value());
       mark(format::up_authfail, anc.authfail.has_value());
+      mark(format::up_client, anc.client.has_value());
     }
   }
 }
@@ -155,7 +164,7 @@ Entry CompiledEntry::view() const {
   v.budget_key = budget_key;
   if (identity.kind == Kind::address || identity.kind == Kind::network) {
     v.network = identity.network;
-    for (int i = 0; i < 4; ++i) v.ancestors[i] = ancestors[i];
+    for (int i = 0; i < format::ancestor_count; ++i) v.ancestors[i] = ancestors[i];
   }
   if (relay) {
     v.has_relay = true;
@@ -173,6 +182,11 @@ Entry CompiledEntry::view() const {
     v.has_authfail = true;
     v.authfail = *authfail;
     v.authfail_origin = authfail_origin;
+  }
+  if (client) {
+    v.has_client = true;
+    v.client = *client;
+    v.client_origin = client_origin;
   }
   return v;
 }
@@ -198,6 +212,7 @@ format::Index Table::index() const {
         if (e.relay) sets[format::relay].add(p);
         if (e.teergrube) sets[format::teergrube].add(p);
         if (e.authfail) sets[format::authfail].add(p);
+        if (e.client) sets[format::client].add(p);
         break;
       }
     }
@@ -222,7 +237,10 @@ Table compile(const ParsedFile* spamt, const ParsedFile* relaylimits) {
   for (const CompiledEntry& e : table.entries) {
     // cannot happen with the syntax's own limits; readers would refuse it
     if (format::encode_entry(e.view()).size() > format::record_max) {
-      std::string where = !e.relay_origin.empty() ? e.relay_origin : !e.teergrube_origin.empty() ? e.teergrube_origin : e.authfail_origin;
+      std::string where = !e.relay_origin.empty()       ? e.relay_origin
+                          : !e.teergrube_origin.empty() ? e.teergrube_origin
+                          : !e.authfail_origin.empty()  ? e.authfail_origin
+                                                        : e.client_origin;
       table.diagnostics.push_back(Diagnostic{where, e.identity_text + ": the entry is too large for the table", false});
     }
   }

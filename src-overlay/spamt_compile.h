@@ -46,8 +46,12 @@ struct CompiledEntry {
   std::optional<Windows> authfail;
   std::string authfail_origin;
 
+  std::optional<Client> client;
+  std::string client_origin;
+
   // Address and network entries: see Entry::ancestors (set by compile()).
-  std::uint8_t ancestors[4] = {format::no_ancestor, format::no_ancestor, format::no_ancestor, format::no_ancestor};
+  std::uint8_t ancestors[format::ancestor_count] = {format::no_ancestor, format::no_ancestor, format::no_ancestor,
+                                                    format::no_ancestor, format::no_ancestor};
 
   // The cdb key: "!default", "u:...", "d:...", or the binary network key.
   std::string key() const;

@@ -3,6 +3,7 @@
 #include "spamt_explain.h"
 
 #include <optional>
+#include <utility>
 
 #include "helpers.h"
 
@@ -30,6 +31,22 @@ std::string relay_text(const Relay& r) {
   return s;
 }
 
+std::string client_text(const Client& c) {
+  if (c.exempt) return "exempt";
+  std::string s = "conn=" + number(c.conn);
+  const std::pair<std::string_view, const Windows*> rates[] = {{"connrate", &c.connrate}, {"inmsg", &c.inmsg},
+                                                               {"inrcpt", &c.inrcpt},     {"tlsrate", &c.tlsrate},
+                                                               {"authrate", &c.authrate}};
+  for (const auto& [name, w] : rates) {
+    if (w->empty()) continue;
+    s += " ";
+    s += name;
+    s += "=" + windows_text(*w);
+  }
+  if (c.each) s += " each";
+  return s;
+}
+
 std::string aspects(const Entry& e) {
   std::string s;
   auto add = [&s](std::string_view what, std::string_view origin) {
@@ -42,6 +59,7 @@ std::string aspects(const Entry& e) {
   if (e.has_relay) add("relay", e.relay_origin);
   if (e.has_teergrube) add("teergrube", e.teergrube_origin);
   if (e.has_authfail) add("authfail", e.authfail_origin);
+  if (e.has_client) add("client limits", e.client_origin);
   return s;
 }
 
@@ -99,7 +117,7 @@ bool explain(LimitsTable& table, std::string_view ip_text, std::string_view user
     ++matches;
   }
   const format::PrefixSet* sets = addr->family == ip::Family::v4 ? table.index().v4 : table.index().v6;
-  const format::PrefixSet all = sets[format::relay] | sets[format::teergrube] | sets[format::authfail];
+  const format::PrefixSet all = format::Index::any(sets);
   for (int p = static_cast<int>(addr->bits()); p >= 0; --p) {
     if (!all.has(static_cast<unsigned>(p)) || table.find_network(*addr, static_cast<unsigned>(p), found) != 1) continue;
     out += "  " + who(e) + ": " + aspects(e) + "\n";
@@ -115,6 +133,7 @@ bool explain(LimitsTable& table, std::string_view ip_text, std::string_view user
     }
     note(e.has_teergrube, l.teergrube().entry, "teergrube");
     note(e.has_authfail, l.authfail().entry, "authfail");
+    note(e.has_client, l.client().entry, "client limits");
   }
   const Entry* d = table.default_entry();
   if (d != nullptr) {
@@ -186,6 +205,18 @@ bool explain(LimitsTable& table, std::string_view ip_text, std::string_view user
   } else {
     out += "  " + windows_text(*a.windows) + " from " + who(*a.entry) + " (" + std::string(a.entry->authfail_origin) +
            "), budget " + std::string(a.key) + "\n";
+  }
+
+  // client limits
+  const ClientLimits& c = l.client();
+  out += "client limits (every client: connections at once and rates; not per user):\n";
+  if (c.entry == nullptr) {
+    out += "  no entry with client limits applies: not limited\n";
+  } else {
+    out += "  " + client_text(*c.limits) + " from " + who(*c.entry) + " (" + std::string(c.entry->client_origin) + ")";
+    if (!c.limits->unlimited()) out += ", counted as " + std::string(c.key);
+    out += "\n";
+    if (c.limits->conn != 0) out += "  connections at once are counted on this host only\n";
   }
   return true;
 }

@@ -1,29 +1,32 @@
 // spamt_format.cpp: see spamt_format.h.
 //
-// Entry record, version 1 (all numbers little-endian):
+// Entry record, version 2 (all numbers little-endian):
 //   0  u8   kind (spamt::Kind)
-//   1  u8   aspects: 1 relay, 2 teergrube, 4 authfail
+//   1  u8   aspects: 1 relay, 2 teergrube, 4 authfail, 8 client
 //   2  u8   relay flags: 1 exempt, 2 each, 4 unauthenticated
 //   3  u8   rcpt window count      4  u8  msg window count
 //   5  u8   authfail window count  6  u16 action
 //   8  u16  teergrube fields set  10  u8  prefix4   11 u8 prefix6
 //  12  u8   teergrube flags: 1 flush, 2 tarpitrelay, 4 from a spamthrottle line
 //  13  u8   address family: 0 (user, domain, default), 4 or 6
-//  14  u8   network prefix        15  u8  zero
+//  14  u8   network prefix        15  u8  client flags: 1 exempt, 2 each
 //  16  u32  st, stmax, strcpt, tg (16 bytes)
-//  32  7 x u16 string lengths: identity, budget key, tgtext, group, relay
-//           origin, teergrube origin, authfail origin   46 u16 zero
+//  32  8 x u16 string lengths: identity, budget key, tgtext, group, relay
+//           origin, teergrube origin, authfail origin, client origin
 //  48  [16] address, only when the family is 4 or 6
-//  64  [4]  ancestor prefix lengths (Entry::ancestors), only with an address
+//  64  [5]  ancestor prefix lengths (Entry::ancestors), only with an address
 //      windows: rcpt, msg, authfail, 8 bytes each (u32 limit, u32 seconds)
+//      only with client limits: u32 conn, 5 x u8 window counts (connrate,
+//      inmsg, inrcpt, tlsrate, authrate), 3 zero bytes, then their windows
 //      the strings' bytes, in the order of their lengths
 // The lengths come first so that decoding touches no string byte: a lookup
-// reads the record's first cache lines only.
+// reads the record's first cache lines only. Version 1 had no client
+// limits, four ancestors and seven strings.
 // Index record:
 //   0  u32  entries  4 u8 flags: 1 default, 2 users, 4 domains
 //   5  u8   zero                 6 u16 zero
-//   8  3 x 3 x u64: IPv4 prefix sets (relay, teergrube, authfail)
-//  80  3 x 3 x u64: IPv6 prefix sets
+//   8  4 x 3 x u64: IPv4 prefix sets (relay, teergrube, authfail, client)
+// 104  4 x 3 x u64: IPv6 prefix sets
 
 #include "spamt_format.h"
 
@@ -32,7 +35,8 @@ namespace spamt::format {
 namespace {
 
 constexpr std::size_t header_size = 48;
-constexpr std::size_t index_size = 8 + 2 * 3 * 3 * 8;
+constexpr std::size_t index_size = 8 + 2 * aspects * 3 * 8;
+constexpr int string_count = 8;
 
 void put8(std::string& s, unsigned v) { s += static_cast<char>(v & 0xff); }
 void put16(std::string& s, unsigned v) {
@@ -151,7 +155,7 @@ std::string encode_index(const Index& index) {
   put8(s, 0);
   put16(s, 0);
   for (const PrefixSet* sets : {index.v4, index.v6})
-    for (int a = 0; a < 3; ++a)
+    for (int a = 0; a < aspects; ++a)
       for (int i = 0; i < 3; ++i) put64(s, sets[a].bits[i]);
   return s;
 }
@@ -169,9 +173,9 @@ bool decode_index(std::string_view bytes, Index& out) noexcept {
   out.has_users = flags & 2;
   out.has_domains = flags & 4;
   for (PrefixSet* sets : {out.v4, out.v6})
-    for (int a = 0; a < 3; ++a)
+    for (int a = 0; a < aspects; ++a)
       for (int i = 0; i < 3; ++i) sets[a].bits[i] = r.u64();
-  for (int a = 0; a < 3; ++a) {
+  for (int a = 0; a < aspects; ++a) {
     // IPv4 prefixes stop at 32
     if (out.v4[a].bits[0] >> 33 != 0 || out.v4[a].bits[1] != 0 || out.v4[a].bits[2] != 0) return false;
     if (out.v6[a].bits[2] >> 1 != 0) return false;
@@ -181,8 +185,9 @@ bool decode_index(std::string_view bytes, Index& out) noexcept {
 
 std::string encode_entry(const Entry& e) {
   std::string s;
-  s.reserve(header_size + 16 + 12 * 8 + 7 * 2 + e.identity.size() + e.budget_key.size() + e.tgtext.size() +
-            e.group.size() + e.relay_origin.size() + e.teergrube_origin.size() + e.authfail_origin.size());
+  s.reserve(header_size + 16 + ancestor_count + 12 + 32 * 8 + e.identity.size() + e.budget_key.size() +
+            e.tgtext.size() + e.group.size() + e.relay_origin.size() + e.teergrube_origin.size() +
+            e.authfail_origin.size() + e.client_origin.size());
   bool ip_kind = e.kind == Kind::address || e.kind == Kind::network;
   const Windows none;
   const Windows& rcpt = e.has_relay ? e.relay.rcpt : none;
@@ -191,7 +196,7 @@ std::string encode_entry(const Entry& e) {
   const Teergrube tg_none;
   const Teergrube& tg = e.has_teergrube ? e.teergrube : tg_none;
   put8(s, static_cast<unsigned>(e.kind));
-  put8(s, (e.has_relay ? 1 : 0) | (e.has_teergrube ? 2 : 0) | (e.has_authfail ? 4 : 0));
+  put8(s, (e.has_relay ? 1 : 0) | (e.has_teergrube ? 2 : 0) | (e.has_authfail ? 4 : 0) | (e.has_client ? 8 : 0));
   put8(s, e.has_relay ? ((e.relay.exempt ? 1 : 0) | (e.relay.each ? 2 : 0) | (e.relay.unauthenticated ? 4 : 0)) : 0);
   put8(s, rcpt.count);
   put8(s, msg.count);
@@ -203,20 +208,20 @@ std::string encode_entry(const Entry& e) {
   put8(s, (tg.flush ? 1 : 0) | (tg.tarpitrelay ? 2 : 0) | (tg.spamthrottle ? 4 : 0));
   put8(s, ip_kind ? static_cast<unsigned>(e.network.address.family) : 0);
   put8(s, ip_kind ? e.network.prefix : 0);
-  put8(s, 0);
+  put8(s, e.has_client ? ((e.client.exempt ? 1 : 0) | (e.client.each ? 2 : 0)) : 0);
   put32(s, tg.st_ms);
   put32(s, tg.stmax_ms);
   put32(s, tg.strcpt);
   put32(s, tg.tg_seconds);
-  const std::string_view strings[7] = {e.identity,
+  const std::string_view strings[string_count] = {e.identity,
                                        e.budget_key,
                                        e.has_teergrube ? e.tgtext : std::string_view(),
                                        e.has_teergrube ? e.group : std::string_view(),
                                        e.has_relay ? e.relay_origin : std::string_view(),
                                        e.has_teergrube ? e.teergrube_origin : std::string_view(),
-                                       e.has_authfail ? e.authfail_origin : std::string_view()};
+                                       e.has_authfail ? e.authfail_origin : std::string_view(),
+                                       e.has_client ? e.client_origin : std::string_view()};
   for (std::string_view v : strings) put16(s, static_cast<unsigned>(v.size() < 0xffff ? v.size() : 0xffff));
-  put16(s, 0);
   if (ip_kind) {
     ip::Address m = ip::masked(e.network.address, e.network.prefix);
     s.append(reinterpret_cast<const char*>(m.bytes), 16);
@@ -225,6 +230,13 @@ std::string encode_entry(const Entry& e) {
   put_windows(s, rcpt);
   put_windows(s, msg);
   put_windows(s, authfail);
+  if (e.has_client) {
+    const Client& c = e.client;
+    put32(s, c.conn);
+    for (const Windows* w : {&c.connrate, &c.inmsg, &c.inrcpt, &c.tlsrate, &c.authrate}) put8(s, w->count);
+    for (int i = 0; i < 3; ++i) put8(s, 0);
+    for (const Windows* w : {&c.connrate, &c.inmsg, &c.inrcpt, &c.tlsrate, &c.authrate}) put_windows(s, *w);
+  }
   for (std::string_view v : strings) s.append(v.data(), v.size() < 0xffff ? v.size() : 0xffff);
   return s;
 }
@@ -246,14 +258,18 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
   unsigned tg_flags = r.u8();
   unsigned family = r.u8();
   unsigned prefix = r.u8();
-  unsigned zero = r.u8();
-  if (kind < 1 || kind > 5 || aspects == 0 || aspects > 7 || relay_flags > 7 || tg_set > field::all ||
-      prefix4 > 32 || prefix6 > 128 || tg_flags > 7 || zero != 0)
+  unsigned client_flags = r.u8();
+  if (kind < 1 || kind > 5 || aspects == 0 || aspects > 15 || relay_flags > 7 || tg_set > field::all ||
+      prefix4 > 32 || prefix6 > 128 || tg_flags > 7 || client_flags > 3)
     return false;
   out.kind = static_cast<Kind>(kind);
   out.has_relay = aspects & 1;
   out.has_teergrube = aspects & 2;
   out.has_authfail = aspects & 4;
+  out.has_client = aspects & 8;
+  if (!out.has_client && client_flags != 0) return false;
+  out.client.exempt = client_flags & 1;
+  out.client.each = client_flags & 2;
   if (!out.has_relay && (relay_flags != 0 || rcpt_count != 0 || msg_count != 0 || action != 0)) return false;
   if (out.has_relay && action != 451 && action != 450 && action != 421) return false;
   if (!out.has_teergrube && (tg_set != 0 || tg_flags != 0 || prefix4 != builtin::prefix4 ||
@@ -274,9 +290,8 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
   out.teergrube.stmax_ms = r.u32();
   out.teergrube.strcpt = r.u32();
   out.teergrube.tg_seconds = r.u32();
-  unsigned lengths[7];
+  unsigned lengths[string_count];
   for (unsigned& n : lengths) n = r.u16();
-  if (r.u16() != 0) return false;
   if (!out.has_teergrube && (out.teergrube.st_ms | out.teergrube.stmax_ms | out.teergrube.strcpt |
                              out.teergrube.tg_seconds) != 0)
     return false;
@@ -302,13 +317,28 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
     return false;
   }
   // the kinds of settings an identity may carry (see spamt_syntax.cpp)
-  if ((out.kind == Kind::user || out.kind == Kind::domain) && (out.has_teergrube || out.has_authfail)) return false;
-  if (out.relay.each && out.kind != Kind::network) return false;
+  if ((out.kind == Kind::user || out.kind == Kind::domain) && (out.has_teergrube || out.has_authfail || out.has_client))
+    return false;
+  if ((out.relay.each || out.client.each) && out.kind != Kind::network) return false;
   if (out.relay.unauthenticated && !ip_kind) return false;
 
   if (!read_windows(r, rcpt_count, out.relay.rcpt)) return false;
   if (!read_windows(r, msg_count, out.relay.msg)) return false;
   if (!read_windows(r, authfail_count, out.authfail)) return false;
+  if (out.has_client) {
+    Client& c = out.client;
+    c.conn = r.u32();
+    Windows* rates[5] = {&c.connrate, &c.inmsg, &c.inrcpt, &c.tlsrate, &c.authrate};
+    unsigned counts[5];
+    for (unsigned& n : counts) n = r.u8();
+    if ((r.u8() | r.u8() | r.u8()) != 0 || !r.ok) return false;
+    for (int i = 0; i < 5; ++i)
+      if (!read_windows(r, counts[i], *rates[i])) return false;
+    // exempt carries no limits (spamt_syntax.cpp refuses both on one line)
+    if (c.exempt && (c.conn != 0 || !c.connrate.empty() || !c.inmsg.empty() || !c.inrcpt.empty() ||
+                     !c.tlsrate.empty() || !c.authrate.empty()))
+      return false;
+  }
   out.identity = r.string(lengths[0]);
   out.budget_key = r.string(lengths[1]);
   out.tgtext = r.string(lengths[2]);
@@ -316,6 +346,8 @@ bool decode_entry(std::string_view bytes, Entry& out) noexcept {
   out.relay_origin = r.string(lengths[4]);
   out.teergrube_origin = r.string(lengths[5]);
   out.authfail_origin = r.string(lengths[6]);
+  out.client_origin = r.string(lengths[7]);
+  if (!out.has_client && !out.client_origin.empty()) return false;
   if (!r.ok || r.left != 0) return false;
   if (out.identity.empty()) return false;
   if ((out.kind == Kind::fallback) != out.budget_key.empty()) return false;

@@ -1,7 +1,7 @@
 // spamt_format.h: how control/spamt.cdb stores the limits table.
 //
 // A tinycdb file (cdb(5)) with these keys:
-//   "!format"   "qmail-throttle spamt 1": readers refuse any other value
+//   "!format"   "qmail-throttle spamt 2": readers refuse any other value
 //               (and a file without it, such as spamthrottle's qmail-newst
 //               output), so a table is never misread. It is the first record,
 //               "!index" the second and "!default" (if any) the third, so a
@@ -44,7 +44,7 @@ struct Entry {
   // ...), the prefix length of the most specific less specific block in the
   // table that carries it, or format::no_ancestor. A lookup that finds this
   // entry first needs no more probing than these.
-  std::uint8_t ancestors[4] = {0xff, 0xff, 0xff, 0xff};
+  std::uint8_t ancestors[5] = {0xff, 0xff, 0xff, 0xff, 0xff};
 
   bool has_relay = false;
   Relay relay;
@@ -60,13 +60,19 @@ struct Entry {
   Windows authfail;
   std::string_view authfail_origin;
 
+  bool has_client = false;
+  Client client;
+  std::string_view client_origin;
+
   bool operator==(const Entry&) const = default;
 };
 
 namespace format {
 
 constexpr std::string_view version_key = "!format";
-constexpr std::string_view version = "qmail-throttle spamt 1";
+// 2: client limits (issue 17): a fourth kind of setting, a fifth ancestor.
+// A table of version 1 is refused too: qmail-newspamt rewrites it.
+constexpr std::string_view version = "qmail-throttle spamt 2";
 constexpr std::string_view index_key = "!index";
 constexpr std::string_view default_key = "!default";
 
@@ -108,12 +114,14 @@ struct PrefixSet {
 };
 
 // Aspects, as indexes into Index::v4/v6.
-constexpr int relay = 0, teergrube = 1, authfail = 2;
+constexpr int relay = 0, teergrube = 1, authfail = 2, client = 3;
+constexpr int aspects = 4;
 
 // Indexes into Entry::ancestors: relay limits (for any client), relay limits
 // that are not `unauthenticated` (for authenticated clients), teergrube,
-// authfail.
-constexpr int up_relay = 0, up_relay_authenticated = 1, up_teergrube = 2, up_authfail = 3;
+// authfail, client limits.
+constexpr int up_relay = 0, up_relay_authenticated = 1, up_teergrube = 2, up_authfail = 3, up_client = 4;
+constexpr int ancestor_count = 5;
 constexpr std::uint8_t no_ancestor = 0xff;
 
 struct Index {
@@ -121,8 +129,12 @@ struct Index {
   bool has_default = false;
   bool has_users = false;
   bool has_domains = false;
-  PrefixSet v4[3];                // prefix lengths of IPv4 entries per aspect
-  PrefixSet v6[3];
+  PrefixSet v4[aspects];          // prefix lengths of IPv4 entries per aspect
+  PrefixSet v6[aspects];
+  // Prefix lengths of entries of any kind of setting.
+  static PrefixSet any(const PrefixSet* sets) noexcept {
+    return sets[relay] | sets[teergrube] | sets[authfail] | sets[client];
+  }
   bool operator==(const Index&) const = default;
 };
 

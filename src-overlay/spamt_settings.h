@@ -8,6 +8,8 @@
 //   teergrube  st=, stmax=, flush=, strcpt=, tg=, tgtext=, prefix4=,
 //              prefix6=, group=, tarpitrelay
 //   authfail   authfail=
+//   client     conn=, connrate=, inmsg=, inrcpt=, tlsrate=, authrate=,
+//              exempt, each (Postfix anvil's limits, issue 17)
 // See doc/spamt.5 for what they mean.
 
 #ifndef QT_SPAMT_SETTINGS_H
@@ -68,6 +70,25 @@ struct Relay {
   bool each = false;            // network entries: one budget per client in the block
   bool unauthenticated = false; // IP entries: only for clients that did not AUTH
   bool operator==(const Relay&) const = default;
+};
+
+// Client limits of one entry (doc/DESIGN.md, "Client connection limits and
+// inbound rates"): checked for every client, relay client or not.
+struct Client {
+  std::uint32_t conn = 0;  // sessions at once; 0 = no limit
+  Windows connrate;        // new sessions
+  Windows inmsg;           // messages accepted from a client that is not a relay client
+  Windows inrcpt;          // recipients accepted from such a client
+  Windows tlsrate;         // new STARTTLS/SMTPS sessions
+  Windows authrate;        // AUTH commands
+  bool exempt = false;     // a client this entry matches is never client-limited
+  bool each = false;       // network entries: one count per client in the block
+  bool operator==(const Client&) const = default;
+  // No limit at all (exempt, or every setting 0).
+  bool unlimited() const noexcept {
+    return exempt || (conn == 0 && connrate.empty() && inmsg.empty() && inrcpt.empty() && tlsrate.empty() &&
+                      authrate.empty());
+  }
 };
 
 // Which teergrube fields an entry sets (Teergrube::set).

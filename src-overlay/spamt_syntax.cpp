@@ -128,7 +128,7 @@ bool split_words(std::string_view line, std::vector<std::string>& words, std::st
   }
 }
 
-enum class Aspect : std::uint8_t { relay, teergrube, authfail };
+enum class Aspect : std::uint8_t { relay, teergrube, authfail, client };
 
 // What a native setting sets and how its value is parsed: what
 // LineParser::native() dispatches on.
@@ -140,7 +140,22 @@ enum class Handler : std::uint8_t {
   number,                     // st=, stmax=, strcpt=, tg=, prefix4=, prefix6=: 0 .. max
   text,                       // tgtext="..."
   group,                      // group=NAME
+  conn,                       // conn=N: 0 .. max
+  client_windows,             // connrate=, inmsg=, ...: windows; bit: which (client_rate)
 };
+
+// The windows of a client setting (KeyInfo::bit of Handler::client_windows).
+enum ClientRate : std::uint16_t { connrate, inmsg, inrcpt, tlsrate, authrate };
+
+Windows& client_rate(Client& c, std::uint16_t which) noexcept {
+  switch (which) {
+    case ClientRate::connrate: return c.connrate;
+    case ClientRate::inmsg: return c.inmsg;
+    case ClientRate::inrcpt: return c.inrcpt;
+    case ClientRate::tlsrate: return c.tlsrate;
+    default: return c.authrate;
+  }
+}
 
 enum class Value : std::uint8_t { required, none, optional };
 
@@ -173,6 +188,12 @@ constexpr KeyInfo known_keys[] = {
     {"group", Aspect::teergrube, Handler::group, Value::required, field::group},
     {"tarpitrelay", Aspect::teergrube, Handler::yes_no, Value::optional, field::tarpitrelay},
     {"authfail", Aspect::authfail, Handler::authfail},
+    {"conn", Aspect::client, Handler::conn, Value::required, 0, 1000000},
+    {"connrate", Aspect::client, Handler::client_windows, Value::required, ClientRate::connrate},
+    {"inmsg", Aspect::client, Handler::client_windows, Value::required, ClientRate::inmsg},
+    {"inrcpt", Aspect::client, Handler::client_windows, Value::required, ClientRate::inrcpt},
+    {"tlsrate", Aspect::client, Handler::client_windows, Value::required, ClientRate::tlsrate},
+    {"authrate", Aspect::client, Handler::client_windows, Value::required, ClientRate::authrate},
 };
 static_assert(std::size(known_keys) <= 32, "LineParser::native() keeps the keys seen in 32 bits");
 
@@ -242,7 +263,8 @@ void LineParser::native(std::string_view line) {
   Relay relay;
   Teergrube tg;
   Windows authfail;
-  bool has_relay = false, has_tg = false, has_authfail = false;
+  Client client;
+  bool has_relay = false, has_tg = false, has_authfail = false, has_client = false;
   bool given_rcpt = false, given_msg = false, given_action = false;
   std::uint32_t seen = 0;  // bits of known_keys already given
   std::size_t errors_before = out.diagnostics.size();
@@ -266,7 +288,7 @@ void LineParser::native(std::string_view line) {
       continue;
     }
     seen |= seen_bit;
-    if ((info->aspect == Aspect::teergrube || info->aspect == Aspect::authfail) && !is_ip_kind(kind) &&
+    if (info->aspect != Aspect::relay && !is_ip_kind(kind) &&
         kind != Kind::fallback) {
       error(std::string(info->name) + "= applies to IP entries and default only, not to " +
             std::string(kind_name(kind)) + " " + who);
@@ -357,6 +379,27 @@ void LineParser::native(std::string_view line) {
         tg.set |= field::group;
         has_tg = true;
         break;
+      case Handler::conn: {
+        std::optional<std::uint32_t> n = parse_uint32(value);
+        if (!n || *n > info->max) {
+          error(std::string(k) + "=" + shown(value) + ": must be a number 0 to " + std::to_string(info->max) +
+                " (0: no limit)");
+          continue;
+        }
+        client.conn = *n;
+        has_client = true;
+        break;
+      }
+      case Handler::client_windows: {
+        std::optional<Windows> ws = parse_windows(value, &verr);
+        if (!ws) {
+          error(std::string(k) + "=" + shown(value) + ": " + verr);
+          continue;
+        }
+        client_rate(client, info->bit) = *ws;
+        has_client = true;
+        break;
+      }
       case Handler::number: {
         std::optional<std::uint32_t> n = parse_uint32(value);
         if (!n || *n > info->max) {
@@ -372,13 +415,21 @@ void LineParser::native(std::string_view line) {
   if (out.diagnostics.size() != errors_before) return;
 
   // settings that only make sense together
-  if (relay.exempt && (given_rcpt || given_msg || given_action)) {
-    return error("exempt cannot be combined with rcpt=, msg= or action= (an exempt client is not counted)");
+  if (relay.exempt && (given_rcpt || given_msg || given_action || has_client)) {
+    return error("exempt cannot be combined with rcpt=, msg=, action= or client limits such as conn= "
+                 "(an exempt client is not counted)");
   }
   if (given_action && !given_rcpt && !given_msg) return error("action= needs rcpt= or msg=");
-  if (relay.each && !given_rcpt && !given_msg) return error("each needs rcpt= or msg=");
+  if (relay.each && !given_rcpt && !given_msg && !has_client) {
+    return error("each needs rcpt=, msg= or a client limit (conn=, connrate=, inmsg=, ...)");
+  }
   if (relay.unauthenticated && !has_relay) return error("unauthenticated needs rcpt=, msg= or exempt");
+  // exempt and each say how the client kind counts too (doc/spamt.5)
+  if (relay.exempt && kind != Kind::user && kind != Kind::domain) client.exempt = has_client = true;
+  if (relay.each && has_client) client.each = true;
+  if (relay.each && !given_rcpt && !given_msg) relay.each = false;
 
+  if (has_client) def.client = client;
   if (has_relay) def.relay = relay;
   if (has_tg) def.teergrube = tg;
   if (has_authfail) def.authfail = authfail;

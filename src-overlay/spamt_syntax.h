@@ -79,6 +79,7 @@ struct Definition {
   std::string tgtext;  // when teergrube->set has field::tgtext
   std::string group;   // when teergrube->set has field::group
   std::optional<Windows> authfail;
+  std::optional<Client> client;
 };
 
 struct ParsedFile {

@@ -30,6 +30,8 @@ bool client_relay = false;
 bool started = false;     // the SessionThrottle knows the client
 bool checked = false;     // nothing_configured() has looked
 bool unconfigured = false;
+bool clients_checked = false;  // no_client_limits() has looked
+bool clients_unlimited = false;
 
 throttle::SessionThrottle& session() noexcept {
   throttle::SessionThrottle& s = throttle::current_session();
@@ -50,6 +52,17 @@ bool nothing_configured() noexcept {
   return unconfigured;
 }
 
+// Client limits (the greeting, tlsrate=): qmail-newspamt leaves
+// control/spamt.clients exactly when some entry limits clients, so a server
+// without client limits opens no table for them: one access() a session.
+bool no_client_limits() noexcept {
+  if (!clients_checked) {
+    clients_checked = true;
+    clients_unlimited = std::getenv("NOTHROTTLE") != nullptr || access("control/spamt.clients", F_OK) != 0;
+  }
+  return clients_unlimited || nothing_configured();
+}
+
 int decision(throttle::Decision d) noexcept {
   switch (d) {
     case throttle::Decision::defer: return THROTTLE_DEFER;
@@ -63,7 +76,24 @@ int decision(throttle::Decision d) noexcept {
 extern "C" void throttle_session(const char* remoteip, int relayclient) noexcept {
   client_ip = remoteip ? remoteip : "";  // qmail-smtpd's, valid for the session
   client_relay = relayclient != 0;
-  started = checked = false;
+  started = checked = clients_checked = false;
+}
+
+extern "C" int throttle_greeting(void) noexcept {
+  if (no_client_limits()) return THROTTLE_OK;
+  return decision(session().greeting());
+}
+
+// The greeting looked at control/spamt.clients already: a session without
+// client limits pays nothing here.
+extern "C" int throttle_inbound_rcpt(void) noexcept {
+  if (client_relay || no_client_limits()) return THROTTLE_OK;
+  return decision(session().inbound_rcpt());
+}
+
+extern "C" int throttle_tls(int smtps) noexcept {
+  if (no_client_limits()) return THROTTLE_OK;
+  return decision(session().tls(smtps != 0));
 }
 
 extern "C" int throttle_relaylimited(void) noexcept {
@@ -88,6 +118,7 @@ extern "C" void throttle_exit(int status) noexcept {
     refunding = true;
     session().end_transaction(false);
   }
+  if (started) session().end_session();
   _exit(status);
 }
 

@@ -28,6 +28,29 @@ extern "C" {
    Reads no file. */
 void throttle_session(const char *remoteip, int relayclient) THROTTLE_NOEXCEPT;
 
+/* Before the 220 greeting: the client limits conn= and connrate= (spamt(5),
+   CLIENT LIMITS). THROTTLE_DROP: too many connections, answer
+   throttle_reply() (421) and end. Without control/spamt.clients (no entry
+   limits clients) one access() and nothing else. */
+int throttle_greeting(void) THROTTLE_NOEXCEPT;
+
+/* At RCPT, for a client that is not a relay client, after every stock check
+   has accepted the recipient: the inbound rates inrcpt= and inmsg= (spamt(5),
+   CLIENT LIMITS), charged into the transaction's receipt like relay limits
+   (throttle_transaction() gives them back). THROTTLE_DEFER: answer
+   throttle_reply() (450) to this recipient and go on. Without
+   control/spamt.clients nothing (the greeting's look at it is reused). */
+int throttle_inbound_rcpt(void) THROTTLE_NOEXCEPT;
+
+/* Before a TLS handshake: the client limit tlsrate= (new TLS sessions per
+   client). smtps: 0 for STARTTLS, 1 for an SMTPS connection (before its
+   greeting). THROTTLE_DEFER: too many TLS sessions: a STARTTLS is answered
+   throttle_reply() (454) and the session goes on in clear text; an SMTPS
+   connection is closed without a handshake (the refusal is logged, no
+   reply: there is no SMTP channel yet). Without control/spamt.clients one
+   access() a session and nothing else. */
+int throttle_tls(int smtps) THROTTLE_NOEXCEPT;
+
 /* Relay limits (the limits table's rcpt= and msg=, see spamt(5)).
    throttle_relaylimited(): 1 when relay limits apply to this session, so
    qmail-smtpd must tell relayed recipients (domain not in rcpthosts) apart;
@@ -46,7 +69,8 @@ void throttle_transaction(int queued) THROTTLE_NOEXCEPT;
 const char *throttle_reply(void) THROTTLE_NOEXCEPT;
 
 /* Every exit of qmail-smtpd: gives back what an unfinished transaction was
-   charged, then _exit(status). qmail-smtpd.c maps _exit to it, and the C++
+   charged, lets go of the conn= slot (the last session of a client removes
+   its file in throttle/conn/), then _exit(status). qmail-smtpd.c maps _exit to it, and the C++
    runtime's fatal end (cxx_runtime.cpp: out of memory) calls it too. A
    fatal end inside a store operation, or inside this refund, exits without
    one (the store cannot be entered again half-way): those charges stay
@@ -59,7 +83,8 @@ void throttle_exit(int status) THROTTLE_NOEXCEPT;
 /* SMTP AUTH (smtpd_auth.h) and the throttle. The limits table's authfail
    setting limits failed AUTH exchanges per client IP.
    throttle_auth_attempt(): at every AUTH command, before any credentials are
-   looked at. THROTTLE_OK: go on; THROTTLE_DEFER: answer throttle_reply()
+   looked at; also counts the command for the client limit authrate=.
+   THROTTLE_OK: go on; THROTTLE_DEFER: answer throttle_reply()
    (454) to this AUTH; THROTTLE_DROP: throttle_reply() and end the session.
    throttle_auth_failure(): after credentials were refused; charges one
    failure to the client IP. THROTTLE_DROP: answer throttle_reply() (421)

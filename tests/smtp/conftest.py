@@ -25,6 +25,12 @@ class Qmail:
         self._running.append(srv)
         return srv.start()
 
+    def smtpd6(self, netns: str, **kw) -> qh.Smtpd6Server:
+        """qmail-smtpd behind an IPv6 ucspi-tcp server in network namespace netns."""
+        srv = qh.Smtpd6Server(netns, **kw)
+        self._running.append(srv)
+        return srv.start()
+
     def stock_smtpd(self, **kw) -> qh.SmtpServer:
         return self.smtpd(smtpd=qh.STOCK_SMTPD, name="stock-smtpd", **kw)
 
@@ -47,9 +53,9 @@ class Qmail:
         self._running.append(s)
         return s.start()
 
-    def netns(self, records: dict) -> dh.NetNs:
-        """A network namespace with DNS of the test's own; stopped last."""
-        ns = dh.NetNs(records)
+    def netns(self, records: dict | None, **kw) -> dh.NetNs:
+        """A network namespace (with DNS, given records) of the test's own; stopped last."""
+        ns = dh.NetNs(records, **kw)
         self._running.insert(0, ns)
         return ns.start()
 

@@ -6,6 +6,7 @@
   resolv.conf of its own (ip netns exec mounts it over /etc/resolv.conf) and
   dnsmasq serving the test's MX and A records on 127.0.0.1:53 inside it.
   qmail-send, qmail-remote and the sinks run inside; nothing leaves it.
+  Without records, only loopback (and the addresses asked for on it).
 - destinations_tool(): runs the installed qmail-destinations.
 """
 
@@ -106,12 +107,14 @@ class DestSink:
 class NetNs:
     """A network namespace with its own loopback and DNS.
 
-    records: {"mx": [(domain, host, pref)], "a": [(host, address)]}."""
+    records: {"mx": [(domain, host, pref)], "a": [(host, address)]}, or None:
+    no DNS. addresses: more addresses for its loopback ("2001:db8:1::1/64")."""
 
-    def __init__(self, records: dict):
+    def __init__(self, records: dict | None, addresses=()):
         self.name = f"qt-dest-{os.getpid()}-{time.monotonic_ns() % 1000000}"
         self.etc = Path("/etc/netns") / self.name
         self.records = records
+        self.addresses = list(addresses)
         self.dnsmasq: subprocess.Popen | None = None
         self.log = qh.LOGS / f"{self.name}.dnsmasq.log"
         self.made = False
@@ -121,13 +124,17 @@ class NetNs:
         return ["ip", "netns", "exec", self.name]
 
     def start(self) -> "NetNs":
-        if shutil.which("dnsmasq") is None:
+        if self.records is not None and shutil.which("dnsmasq") is None:
             raise AssertionError("dnsmasq is not installed (Debian package dnsmasq-base)")
-        self.etc.mkdir(parents=True)
-        (self.etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:2 attempts:2\n")
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         self.made = True
         subprocess.run([*self.wrap, "ip", "link", "set", "lo", "up"], check=True)
+        for address in self.addresses:  # nodad: usable at once
+            subprocess.run([*self.wrap, "ip", "addr", "add", address, "dev", "lo", "nodad"], check=True)
+        if self.records is None:
+            return self
+        self.etc.mkdir(parents=True)
+        (self.etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:2 attempts:2\n")
         args = []
         for domain, host, pref in self.records.get("mx", []):
             args.append(f"--mx-host={domain},{host},{pref}")

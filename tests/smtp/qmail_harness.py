@@ -18,6 +18,8 @@ under /var/lib/qmail-throttle), where qmail's users can reach it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import grp
 import json
 import os
@@ -153,17 +155,20 @@ class SmtpServer:
         self._log = open(self.logpath, "wb")
         env = {"PATH": "/usr/bin:/bin"}
         env.update(self.env)
-        cmd = ["tcpserver", "-1", "-H", "-R", "-l", "0", "-u", str(uid), "-g", str(gid),
-               "-c", str(self.concurrency), *self.tcpserver_opts,
-               "127.0.0.1", "0", str(self.smtpd), *self.args]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=self._log,
+        self.proc = subprocess.Popen(self.command(uid, gid), env=env, stdout=subprocess.PIPE, stderr=self._log,
                                      start_new_session=True)
         line = self.proc.stdout.readline()
         if not line.strip().isdigit():
             self.stop()
-            raise RuntimeError(f"tcpserver did not start: {self.log()}")
+            raise RuntimeError(f"the server did not start: {self.log()}")
         self.port = int(line)
         return self
+
+    def command(self, uid: int, gid: int) -> list[str]:
+        """What runs the server: it prints its port on a line, then serves."""
+        return ["tcpserver", "-1", "-H", "-R", "-l", "0", "-u", str(uid), "-g", str(gid),
+                "-c", str(self.concurrency), *self.tcpserver_opts,
+                "127.0.0.1", "0", str(self.smtpd), *self.args]
 
     def stop(self) -> None:
         if self.proc is None:
@@ -207,6 +212,59 @@ class SmtpServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def connect_from(source: str, port: int, to: str = "127.0.0.1", timeout: float = 60) -> socket.socket:
+    """A connection from a given local address: on Linux the whole of
+    127.0.0.0/8 is this host's, so any 127.x.y.z is a client of its own."""
+    return socket.create_connection((to, port), timeout=timeout, source_address=(source, 0))
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def in_netns(name: str):
+    """This thread in network namespace `name` (ip netns add) for the
+    block: sockets made in it stay in that namespace afterwards."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            if libc.setns(target, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {name}")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if libc.setns(own, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(own)
+
+
+class Smtpd6Server(SmtpServer):
+    """qmail-smtpd behind tests/smtp/tcp6server.py (an IPv6 ucspi-tcp
+    server) on [::] in network namespace `netns`, with the uid, gid and
+    environment tcpserver would give it; connect_from() reaches it from one
+    of the namespace's addresses."""
+
+    PROGRAM = Path(__file__).resolve().parent / "tcp6server.py"
+
+    def __init__(self, netns: str, **kw):
+        super().__init__(name="smtpd6", **kw)
+        self.netns = netns
+
+    def command(self, uid: int, gid: int) -> list[str]:
+        # ip netns exec execs the server: its pid is the server's
+        return ["ip", "netns", "exec", self.netns, sys.executable, str(self.PROGRAM), str(uid), str(gid), "::",
+                str(self.smtpd), *self.args]
+
+    def connect_from(self, source: str, to: str, timeout: float = 60) -> socket.socket:
+        with in_netns(self.netns):
+            return connect_from(source, self.port, to, timeout)
 
 
 class Session:

@@ -32,7 +32,7 @@ def throttlectl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def used(identity: str, metric: str = "rcpt") -> int:
     """What qmail-throttlectl show says is used of `metric` (0: nothing)."""
     out = throttlectl("show", identity).stdout
-    m = re.search(rf"^  {metric} per \S+: (\d+) used", out, re.M)
+    m = re.search(rf"^ +{metric} per \S+: (\d+) used", out, re.M)
     return int(m.group(1)) if m else 0
 
 

@@ -3,6 +3,7 @@ throwaway home (make test-install)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -10,7 +11,22 @@ import pytest
 
 import qmail_harness as qh
 
-SPAMT_FILES = ("spamt", "spamt.cdb", "spamt.cdb.tmp", "relaylimits")
+
+def _smtp_fixtures():
+    """tests/smtp's conftest, loaded under a name of its own: its fixtures
+    serve the tests here that run qmail-smtpd under tcpserver."""
+    path = Path(__file__).resolve().parent.parent / "smtp" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("smtp_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_smtp = _smtp_fixtures()
+qmail = _smtp.qmail  # fresh control/, queue and throttle/; servers stopped at the end
+any_store = _smtp.any_store  # once with LMDB, once with a Redis of its own
+
+SPAMT_FILES = ("spamt", "spamt.cdb", "spamt.cdb.tmp", "spamt.clients", "relaylimits")
 
 
 class Home:

@@ -58,10 +58,10 @@ def test_good_file_compiles_to_a_dumpable_cdb(home):
     assert not home.control.path("spamt.cdb.tmp").exists()
     dump = cdb_dump(home)
     # tinycdb's cdb -d: +klen,dlen:key->data
-    assert dump.startswith(b"+7,22:!format->qmail-throttle spamt 1\n")
+    assert dump.startswith(b"+7,22:!format->qmail-throttle spamt 2\n")
     records = dump_records(dump)
     assert len(records) == 2 + 7  # format, index, 7 entries
-    assert records[b"!format"] == b"qmail-throttle spamt 1"
+    assert records[b"!format"] == b"qmail-throttle spamt 2"
     assert b"u:alice@example.com" in records and b"d:example.com" in records and b"!default" in records
     for text in (b"u:alice@example.com", b"d:example.com", b"u:postmaster", b"n:192.0.2.0/24",
                  b"n:198.51.100.0/24", b"n:2001:db8::/32", b"please wait: busy", b"control/spamt:4"):

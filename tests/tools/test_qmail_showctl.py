@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-OURS = ("relaylimits", "spamt", "spamt.cdb", "tarpitbudget", "throttlefail", "throttlestoresize",
+OURS = ("relaylimits", "spamt", "spamt.cdb", "spamt.clients", "tarpitbudget", "throttlefail", "throttlestoresize",
         "throttlestore", "throttlestorepassword", "servercert.pem", "servercerts", "tlsserverciphers")
+# what other tests may have left (an SMTP test's certificate included)
 EXTRA = ("tarpitbudget", "throttlefail", "throttlestoresize", "throttlestore", "throttlestorepassword",
-         "tlsserverciphers")
+         "tlsserverciphers", "servercert.pem")
 
 
 def clear(home) -> None:
@@ -161,6 +162,28 @@ def test_none_of_ours_is_unknown(ctl):
         assert "nosuchcontrol: I have no idea what this file does." in r.stdout
     finally:
         ctl.control.remove("nosuchcontrol")
+
+
+def test_spamt_clients_says_whether_the_table_has_client_limits(ctl):
+    """qmail-newspamt keeps control/spamt.clients exactly when some entry has
+    client limits (conn=, connrate=, ...); qmail-smtpd looks at the table
+    before its greeting only then."""
+    assert showctl(ctl)["spamt.clients"] == ("(Default.) No entry has client limits: qmail-smtpd looks "
+                                             "no client up before its greeting.")
+    ctl.control.write("spamt", "default rcpt=100/1h\n10.0.0.0/8 exempt\n")
+    newspamt(ctl)
+    assert showctl(ctl)["spamt.clients"].startswith("(Default.) No entry has client limits")
+    ctl.control.write("spamt", "default conn=50 connrate=30/1m\n")
+    newspamt(ctl)
+    assert ctl.control.path("spamt.clients").exists()
+    said = showctl(ctl)
+    assert said["spamt.clients"] == ("spamt.cdb has client limits (conn=, connrate=, inmsg=, inrcpt=, tlsrate=, "
+                                     "authrate=): qmail-smtpd looks every client up before its greeting. "
+                                     "qmail-newspamt keeps this file.")
+    assert said["spamt.cdb"] == "Modified recently enough; hopefully up to date."
+    ctl.control.remove("spamt.cdb")
+    ctl.control.remove("spamt")
+    assert showctl(ctl)["spamt.clients"] == "Oops! spamt.clients exists but spamt.cdb doesn't: run qmail-newspamt."
 
 
 def test_concurrencydomains_is_read_as_qmail_send_reads_it(ctl):

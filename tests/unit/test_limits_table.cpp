@@ -83,18 +83,19 @@ TEST(LimitsTable, OpenStatuses) {
   EXPECT_EQ(open_bytes(t, std::string(4096, '\xff')), TableStatus::corrupt);
   // spamthrottle's qmail-newst wrote a "" key and no version: refused, never misread
   EXPECT_EQ(open_bytes(t, raw_cdb({{"", std::string("\0\0\0\0\0\0\0\0\0\0\0", 11)}})), TableStatus::wrong_version);
-  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 2"}})), TableStatus::wrong_version);
+  // version 1 (before client limits): refused, qmail-newspamt rewrites it
+  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 1"}})), TableStatus::wrong_version);
   // the format record must come first
-  EXPECT_EQ(open_bytes(t, raw_cdb({{"!index", "x"}, {"!format", "qmail-throttle spamt 1"}})),
+  EXPECT_EQ(open_bytes(t, raw_cdb({{"!index", "x"}, {"!format", "qmail-throttle spamt 2"}})),
             TableStatus::wrong_version);
-  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 1"}})), TableStatus::corrupt);  // no index
-  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 1"}, {"!index", "x"}})), TableStatus::corrupt);
+  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 2"}})), TableStatus::corrupt);  // no index
+  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 2"}, {"!index", "x"}})), TableStatus::corrupt);
   format::Index ix;
   ix.has_default = true;
-  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 1"}, {"!index", format::encode_index(ix)}})),
+  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 2"}, {"!index", format::encode_index(ix)}})),
             TableStatus::corrupt);  // the index promises a default that is not there
   ix.has_default = false;
-  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 1"}, {"!index", format::encode_index(ix)}})),
+  EXPECT_EQ(open_bytes(t, raw_cdb({{"!format", "qmail-throttle spamt 2"}, {"!index", format::encode_index(ix)}})),
             TableStatus::ok);
   EXPECT_EQ(t.lookup("192.0.2.7", "", l), LookupStatus::ok);
   EXPECT_TRUE(l.relay().empty());
@@ -108,7 +109,7 @@ TEST(LimitsTable, CorruptRecordIsReportedNotMisread) {
   ix.has_users = true;
   char key[18];
   std::string net_key(key, format::network_key(*ip::parse("192.0.2.7"), 32, key));
-  std::string bytes = raw_cdb({{"!format", "qmail-throttle spamt 1"},
+  std::string bytes = raw_cdb({{"!format", "qmail-throttle spamt 2"},
                                {"!index", format::encode_index(ix)},
                                {net_key, "garbage"},
                                {"u:alice", "garbage"}});
@@ -499,7 +500,7 @@ TEST(LimitsTable, AnAncestorThatIsNotThereIsCorrupt) {
   char key[18];
   std::string k(key, format::network_key(*ip::parse("10.1.2.3"), 32, key));
   LimitsTable table;
-  ASSERT_EQ(open_bytes(table, raw_cdb({{"!format", "qmail-throttle spamt 1"},
+  ASSERT_EQ(open_bytes(table, raw_cdb({{"!format", "qmail-throttle spamt 2"},
                                        {"!index", format::encode_index(ix)},
                                        {k, format::encode_entry(t.entries[0].view())}})),
             TableStatus::ok);

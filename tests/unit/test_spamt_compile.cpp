@@ -201,8 +201,9 @@ TEST(SpamtFormat, ExplicitLittleEndian) {
   EXPECT_EQ(byte(32) | byte(33) << 8, 12u);  // length of "192.0.2.0/24"
   EXPECT_EQ(byte(48), 192u);  // address
   EXPECT_EQ(byte(64), 255u);  // no ancestors
-  EXPECT_EQ(byte(68), 2u);    // first rcpt window: 258 = 02 01 00 00
-  EXPECT_EQ(byte(69), 1u);
+  EXPECT_EQ(byte(68), 255u);  // (five ancestors since version 2)
+  EXPECT_EQ(byte(69), 2u);    // first rcpt window: 258 = 02 01 00 00
+  EXPECT_EQ(byte(70), 1u);
   std::string ix = format::encode_index(t.index());
   EXPECT_EQ(ix.substr(0, 4), std::string("\x01\x00\x00\x00", 4));  // one entry
   // IPv4 relay prefix set: bit 24 of the first u64 = byte 3 of it, value 1

@@ -132,6 +132,7 @@ TEST(ThrottleFacade, IsCallableFromCAndNeverThrows) {
   static_assert(noexcept(throttle_rcpt()) && noexcept(throttle_transaction(0)) && noexcept(throttle_reply()));
   static_assert(noexcept(throttle_auth_attempt()) && noexcept(throttle_auth_failure()) && noexcept(throttle_user("")));
   static_assert(noexcept(throttle_pipelining()) && noexcept(throttle_data(0, nullptr)));
+  static_assert(noexcept(throttle_greeting()) && noexcept(throttle_tls(0)));
   static_assert(noexcept(throttle_data_continued()) && noexcept(throttle_data_flush()) &&
                 noexcept(throttle_input_pending()));
   // and a session without a table answers as stock qmail-smtpd would, whatever it is given
@@ -238,6 +239,35 @@ TEST(ThrottleFacade, AuthenticatedUsersAreLimitedAsTheUser) {
   });
 }
 
+// tlsrate= (patch 0072): only where qmail-newspamt left control/spamt.clients;
+// without it a session opens nothing for TLS.
+TEST(ThrottleFacade, TlsrateNeedsTheClientsFlagAndCountsPerAddress) {
+  Home h("default tlsrate=1/1h\n");
+  session_in(h, [] {
+    throttle_session(client, 0);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(throttle_tls(0), THROTTLE_OK) << i;
+  });
+  EXPECT_FALSE(h.store_touched());
+  EXPECT_EQ(h.log(), "");
+  const int flag = open((h.path() + "/control/spamt.clients").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(flag, 0);
+  close(flag);
+  session_in(h, [] {
+    throttle_session(client, 0);
+    EXPECT_EQ(throttle_tls(1), THROTTLE_OK);
+    EXPECT_EQ(throttle_greeting(), THROTTLE_OK);
+  });
+  session_in(h, [] {
+    throttle_session(client, 0);
+    EXPECT_EQ(throttle_tls(0), THROTTLE_DEFER);
+    EXPECT_TRUE(starts_with(reply(), "454 4.7.0 too many TLS sessions from 192.0.2.7; try again in ")) << reply();
+    setenv("NOTHROTTLE", "1", 1);
+    throttle_session(client, 0);
+    EXPECT_EQ(throttle_tls(0), THROTTLE_OK);
+  });
+  EXPECT_EQ(h.log(), "qmail-smtpd: throttle: client limit address 192.0.2.7 ip 192.0.2.7 tlsrate 1/1 per 1h: 454\n");
+}
+
 TEST(ThrottleFacade, AuthFailuresAreLimitedPerAddress) {
   Home h("default authfail=2/10m\n");
   session_in(h, [] {
@@ -322,4 +352,44 @@ TEST(ThrottleFacade, RelayClientsAreNotDelayed) {
     close(peer);
   });
   EXPECT_EQ(h.log(), "");
+}
+
+// Inbound rates (inrcpt=) through the facade, as patch 0071 calls it: only
+// with control/spamt.clients (qmail-newspamt's flag), never for a relay
+// client, and what an unqueued transaction was charged goes back at exit.
+TEST(ThrottleFacade, InboundRatesNeedTheClientsFlagSkipRelayClientsAndAreGivenBackAtExit) {
+  Home h("default inrcpt=1/1h\n");
+  auto three_ok = [] {
+    EXPECT_EQ(throttle_greeting(), THROTTLE_OK);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(throttle_inbound_rcpt(), THROTTLE_OK);
+  };
+  session_in(h, [&] {
+    throttle_session(client, 0);
+    three_ok();  // no flag: nothing is looked at
+  });
+  EXPECT_FALSE(h.store_touched());
+  const int flag = open((h.path() + "/control/spamt.clients").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(flag, 0);
+  close(flag);
+  for (int i = 0; i < 2; ++i) {  // the first session's charge is given back when it exits
+    session_in(h, [] {
+      throttle_session(client, 0);
+      EXPECT_EQ(throttle_greeting(), THROTTLE_OK);
+      EXPECT_EQ(throttle_inbound_rcpt(), THROTTLE_OK);
+      EXPECT_EQ(throttle_inbound_rcpt(), THROTTLE_DEFER);
+      EXPECT_EQ(reply(), "450 4.7.1 too many recipients from 192.0.2.7\r\n");
+      exit_session();
+    });
+  }
+  session_in(h, [&] {
+    throttle_session(client, relay);
+    three_ok();
+  });
+  session_in(h, [&] {
+    throttle_session(client, 0);
+    throttle_user("alice@example.com");  // AUTH: the session relays now
+    three_ok();
+  });
+  const std::string line = "qmail-smtpd: throttle: client limit address 192.0.2.7 ip 192.0.2.7 inrcpt 1/1 per 1h: 450\n";
+  EXPECT_EQ(h.log(), line + line);
 }

@@ -5,8 +5,9 @@ import subprocess
 import qmail_harness as qh
 
 SPAMT = """\
-# everybody else: 1000 relayed recipients a day, 5 failed AUTH per 10 minutes
-default            rcpt=1000/1d authfail=5/10m st=1500 stmax=120000
+# everybody else: 1000 relayed recipients a day, 5 failed AUTH per 10 minutes, a
+# teergrube, and (Postfix anvil's limits) 50 sessions at once, 100 new a minute
+default            rcpt=1000/1d authfail=5/10m st=1500 stmax=120000 conn=50 connrate=100/1m
 # a customer domain: one budget shared by all its users
 @example.com       rcpt=5000/1d
 alice@example.com  rcpt=100/1h,1000/1d action=421

@@ -1,16 +1,6 @@
 """client limits (Postfix anvil's): default conn=2 inrcpt=3/1h; two sessions at once from 127.0.0.1 are greeted, a third gets 421 and a place is free the moment one ends; inbound mail over inrcpt= gets 450 per recipient; qmail-throttlectl shows the connections in use and the rate's counter."""
 
-import subprocess
-
 import qmail_harness as qh
-
-
-def throttlectl(*args):
-    r = subprocess.run([str(qh.HOME / "bin/qmail-throttlectl"), "-d", str(qh.HOME), *args],
-                       capture_output=True, text=True, timeout=30)
-    print(f"  $ qmail-throttlectl {' '.join(args)}    (exit {r.returncode})")
-    for line in (r.stdout + r.stderr).splitlines():
-        print(f"    {line}")
 
 
 def greet(d, srv, held):
@@ -21,17 +11,14 @@ def greet(d, srv, held):
 
 
 def demo(d):
-    qh.reset_throttle()
-    d.control.write("spamt", "default conn=2 inrcpt=3/1h\n")
-    print("  control/spamt: default conn=2 inrcpt=3/1h")
-    subprocess.run([str(qh.HOME / "bin/qmail-newspamt"), "-d", str(qh.HOME)], check=True)
+    d.limits_table("default conn=2 inrcpt=3/1h\n")
     srv = d.smtpd()
     held = []
     try:
         print("  three sessions at once from 127.0.0.1 (S1, S2, S3):")
         for _ in range(3):
             greet(d, srv, held)
-        throttlectl("show", "127.0.0.1")
+        d.throttlectl("show", "127.0.0.1")
         print("  S1 quits; as soon as its qmail-smtpd is gone a new session (S4) gets in:")
         d.show("S1", held[0].cmd("QUIT"))
         held[0].rest()
@@ -46,8 +33,6 @@ def demo(d):
                     "RCPT TO:<postmaster@test.example>", "RCPT TO:<postmaster@test.example>",
                     "RCPT TO:<postmaster@test.example>", "RCPT TO:<postmaster@test.example>",
                     "DATA", b"Subject: demo\r\n\r\ninbound\r\n.\r\n", "QUIT"])
-    throttlectl("show", "127.0.0.1")
+    d.throttlectl("show", "127.0.0.1")
     d.show_log(srv)
-    for name in ("spamt", "spamt.cdb", "spamt.clients"):
-        d.control.remove(name)
-    qh.reset_throttle()
+    d.drop_limits_table()

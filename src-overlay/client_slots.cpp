@@ -11,26 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "byte_lock.h"
+
 namespace client_slots {
 
 namespace {
 
 constexpr std::size_t key_max = 80;
-
-// One OFD lock operation on byte `at` (len 1).
-int lock_byte(int fd, std::uint32_t at, short type, int cmd) noexcept {
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(at);
-  fl.l_len = 1;
-  int r;
-  do r = fcntl(fd, cmd, &fl);
-  while (r < 0 && errno == EINTR && cmd == F_OFD_SETLKW);
-  return r;
-}
-
-bool busy(int err) noexcept { return err == EAGAIN || err == EACCES; }
 
 // Leaving a file (a slot let go, or none taken: full) without a slot of
 // ours in it: drop our gate lock, then try the gate for writing, which
@@ -41,9 +28,9 @@ bool busy(int err) noexcept { return err == EAGAIN || err == EACCES; }
 // another leaver unlinked meanwhile is not unlinked again: its name may be
 // a newer file by now. The caller closes fd.
 void leave(int fd, const std::string& path) noexcept {
-  lock_byte(fd, 0, F_UNLCK, F_OFD_SETLK);
+  byte_lock::lock(fd, 0, F_UNLCK, F_OFD_SETLK);
   struct stat st;
-  if (lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) == 0 && fstat(fd, &st) == 0 && st.st_nlink != 0)
+  if (byte_lock::lock(fd, 0, F_WRLCK, F_OFD_SETLK) == 0 && fstat(fd, &st) == 0 && st.st_nlink != 0)
     ::unlink(path.c_str());
 }
 
@@ -88,7 +75,7 @@ Slot::Outcome Slot::acquire(const std::string& dir, std::string_view key, std::u
     }
     // the gate: a remover holds it only across unlink()
     struct stat st;
-    if (lock_byte(fd, 0, F_RDLCK, F_OFD_SETLKW) != 0 || fstat(fd, &st) != 0) {
+    if (byte_lock::lock(fd, 0, F_RDLCK, F_OFD_SETLKW) != 0 || fstat(fd, &st) != 0) {
       error_ = errno;
       ::close(fd);
       return Outcome::fault;
@@ -98,12 +85,12 @@ Slot::Outcome Slot::acquire(const std::string& dir, std::string_view key, std::u
       continue;
     }
     for (std::uint32_t i = 0; i < limit; ++i) {
-      if (lock_byte(fd, 1 + i, F_WRLCK, F_OFD_SETLK) == 0) {
+      if (byte_lock::lock(fd, 1 + i, F_WRLCK, F_OFD_SETLK) == 0) {
         fd_ = fd;
         index_ = i;
         return Outcome::held;
       }
-      if (!busy(errno)) {
+      if (!byte_lock::busy(errno)) {
         error_ = errno;
         ::close(fd);
         return Outcome::fault;
@@ -119,7 +106,7 @@ Slot::Outcome Slot::acquire(const std::string& dir, std::string_view key, std::u
 
 void Slot::release() noexcept {
   if (fd_ < 0) return;
-  lock_byte(fd_, 1 + index_, F_UNLCK, F_OFD_SETLK);
+  byte_lock::lock(fd_, 1 + index_, F_UNLCK, F_OFD_SETLK);
   leave(fd_, path_);
   ::close(fd_);  // drops whatever is left
   fd_ = -1;
@@ -168,7 +155,7 @@ std::optional<std::uint32_t> in_use(const std::string& dir, std::string_view key
 
 int remove_open_if_unused(int fd, const std::string& path) noexcept {
   struct stat mine, named;
-  if (lock_byte(fd, 0, F_WRLCK, F_OFD_SETLK) != 0) return busy(errno) ? 0 : -1;
+  if (byte_lock::lock(fd, 0, F_WRLCK, F_OFD_SETLK) != 0) return byte_lock::busy(errno) ? 0 : -1;
   if (fstat(fd, &mine) != 0) return -1;
   if (mine.st_nlink == 0) return 1;  // unlinked meanwhile by the session that let go of it last
   // a slot file has one name, so a linked file is the one `path` names;

@@ -9,17 +9,23 @@
 
 namespace connection_policy {
 
-namespace {
-
-using helpers::period_text;
-
-// "throttle: client limit address 192.0.2.7 ip 192.0.2.7 conn 3/3: 421"
 std::string client_log(const spamt::ClientLimits& c, std::string_view ip, std::string_view what) {
   return "throttle: client limit " + relay_policy::describe_key(c.key) + " ip " + logline::field(ip) + " " +
          std::string(what);
 }
 
-}  // namespace
+std::string rate_refusal_log(const spamt::ClientLimits& c, std::string_view ip, std::string_view setting,
+                             const store::Refusal& refused, std::uint32_t window_seconds, std::string_view outcome) {
+  return client_log(c, ip, std::string(setting) + " " + std::to_string(refused.used) + "/" +
+                               std::to_string(refused.limit) + " per " + helpers::period_text(window_seconds) + ": " +
+                               std::string(outcome));
+}
+
+std::size_t add_counters(const spamt::ClientLimits& c, const spamt::Windows& windows, std::string_view metric,
+                         store::Limit* out, std::size_t n) noexcept {
+  for (const spamt::Window& w : windows) out[n++] = store::Limit{{c.key, metric, w.seconds}, w.limit};
+  return n;
+}
 
 Needs needs(const spamt::ClientLimits& c) noexcept {
   Needs n;
@@ -29,27 +35,17 @@ Needs needs(const spamt::ClientLimits& c) noexcept {
   return n;
 }
 
-namespace {
-
-std::size_t fill_counters(const spamt::ClientLimits& c, const spamt::Windows& windows, std::string_view metric,
-                          store::Limit* out) noexcept {
-  std::size_t n = 0;
-  for (const spamt::Window& w : windows) out[n++] = store::Limit{{c.key, metric, w.seconds}, w.limit};
-  return n;
-}
-
-}  // namespace
-
 std::size_t counters_for_connection(const spamt::ClientLimits& c, store::Limit* out) noexcept {
   if (!needs(c).rate) return 0;
-  return fill_counters(c, c.limits->connrate, connrate_metric, out);
+  return add_counters(c, c.limits->connrate, connrate_metric, out, 0);
 }
 
-Decision after_slot(const spamt::ClientLimits& c, SlotOutcome slot, int slot_errno, std::string_view ip) {
+Decision after_slot(const spamt::ClientLimits& c, client_slots::Slot::Outcome slot, int slot_errno,
+                    std::string_view ip) {
   Decision d;
-  if (slot == SlotOutcome::fault) {
+  if (slot == client_slots::Slot::Outcome::fault) {
     d.log = client_log(c, ip, "conn: cannot count connections (") + std::strerror(slot_errno) + "): not limited";
-  } else if (slot == SlotOutcome::full) {
+  } else if (slot == client_slots::Slot::Outcome::full) {
     const std::uint32_t limit = c.limits->conn;
     d.outcome = Outcome::refuse;
     d.verdict.code = 421;
@@ -91,9 +87,7 @@ Decision rate_decision(const spamt::ClientLimits& c, const RateSpeech& how, cons
   d.outcome = Outcome::refuse;
   d.verdict.code = how.code;
   d.verdict.reply = how.over + "; try again in " + relay_policy::describe_wait(r.refusal.retry_after_ms) + "\r\n";
-  d.verdict.log = client_log(c, ip, std::string(how.setting) + " " + std::to_string(r.refusal.used) + "/" +
-                                        std::to_string(r.refusal.limit) + " per " +
-                                        period_text(refused.key.window_seconds) + ": " + std::string(how.outcome));
+  d.verdict.log = rate_refusal_log(c, ip, how.setting, r.refusal, refused.key.window_seconds, how.outcome);
   return d;
 }
 
@@ -113,7 +107,7 @@ Decision after_rate(const spamt::ClientLimits& c, const store::ChargeResult& r, 
 std::size_t counters_for_event(const spamt::ClientLimits& c, Event e, store::Limit* out) noexcept {
   const spamt::Windows* windows = event_windows(c, e);
   if (windows == nullptr) return 0;
-  return fill_counters(c, *windows, e == Event::auth ? authrate_metric : tlsrate_metric, out);
+  return add_counters(c, *windows, e == Event::auth ? authrate_metric : tlsrate_metric, out, 0);
 }
 
 Decision after_event(const spamt::ClientLimits& c, Event e, const store::ChargeResult& r,

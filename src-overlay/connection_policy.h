@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "client_slots.h"
 #include "limits_table.h"
 #include "relay_policy.h"
 #include "store.h"
@@ -42,7 +43,19 @@ Needs needs(const spamt::ClientLimits& c) noexcept;
 // The connrate counters of a new session (at most spamt::max_windows).
 std::size_t counters_for_connection(const spamt::ClientLimits& c, store::Limit* out) noexcept;
 
-enum class SlotOutcome : std::uint8_t { not_needed, held, full, fault };
+// Appends one counter per window of `windows` under the client's key with
+// `metric` to out[n...]; returns the new count (inbound_policy's too).
+std::size_t add_counters(const spamt::ClientLimits& c, const spamt::Windows& windows, std::string_view metric,
+                         store::Limit* out, std::size_t n) noexcept;
+
+// The log line of a client limit: "throttle: client limit address
+// 192.0.2.7 ip 192.0.2.7 " followed by `what`.
+std::string client_log(const spamt::ClientLimits& c, std::string_view ip, std::string_view what);
+// ... of a rate's refusal: `what` is "SETTING USED/LIMIT per PERIOD: OUTCOME"
+// ("connrate 3/3 per 1m: 421", "inrcpt 500/500 per 1h: 450").
+std::string rate_refusal_log(const spamt::ClientLimits& c, std::string_view ip, std::string_view setting,
+                             const store::Refusal& refused, std::uint32_t window_seconds, std::string_view outcome);
+
 enum class Outcome : std::uint8_t { accept, refuse };
 
 struct Decision {
@@ -55,7 +68,8 @@ struct Decision {
 // the slots are full. A slot fault is logged and lets the session in (the
 // fail-open/closed choice for the store applies to the store only: no file
 // fault here may keep every client out).
-Decision after_slot(const spamt::ClientLimits& c, SlotOutcome slot, int slot_errno, std::string_view ip);
+Decision after_slot(const spamt::ClientLimits& c, client_slots::Slot::Outcome slot, int slot_errno,
+                    std::string_view ip);
 
 // The decision after the rate charge `r` of `counters` (n of them).
 // Store faults: `fail_closed` refuses (421 4.3.0), else accept and log.

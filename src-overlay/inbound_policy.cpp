@@ -2,20 +2,7 @@
 
 #include "inbound_policy.h"
 
-#include "helpers.h"
-#include "logline.h"
-
 namespace inbound_policy {
-
-namespace {
-
-std::size_t add_windows(const spamt::ClientLimits& c, const spamt::Windows& windows, std::string_view metric,
-                        store::Limit* out, std::size_t n) noexcept {
-  for (const spamt::Window& w : windows) out[n++] = store::Limit{{c.key, metric, w.seconds}, w.limit};
-  return n;
-}
-
-}  // namespace
 
 bool applies(const spamt::ClientLimits& c) noexcept {
   return c.limits != nullptr && !c.limits->exempt && (!c.limits->inrcpt.empty() || !c.limits->inmsg.empty());
@@ -23,8 +10,8 @@ bool applies(const spamt::ClientLimits& c) noexcept {
 
 std::size_t counters_for_rcpt(const spamt::ClientLimits& c, bool first_in_transaction, store::Limit* out) noexcept {
   if (!applies(c)) return 0;
-  std::size_t n = add_windows(c, c.limits->inrcpt, inrcpt_metric, out, 0);
-  if (first_in_transaction) n = add_windows(c, c.limits->inmsg, inmsg_metric, out, n);
+  std::size_t n = connection_policy::add_counters(c, c.limits->inrcpt, inrcpt_metric, out, 0);
+  if (first_in_transaction) n = connection_policy::add_counters(c, c.limits->inmsg, inmsg_metric, out, n);
   return n;
 }
 
@@ -35,9 +22,7 @@ relay_policy::Verdict refusal(const spamt::ClientLimits& c, const store::Limit& 
   const bool msg = counter.key.metric == inmsg_metric;
   v.reply = std::string(msg ? "450 4.7.1 too much mail from " : "450 4.7.1 too many recipients from ") +
             std::string(ip) + "\r\n";
-  v.log = "throttle: client limit " + relay_policy::describe_key(c.key) + " ip " + logline::field(ip) + " " +
-          std::string(counter.key.metric) + " " + std::to_string(refused.used) + "/" +
-          std::to_string(refused.limit) + " per " + helpers::period_text(counter.key.window_seconds) + ": 450";
+  v.log = connection_policy::rate_refusal_log(c, ip, counter.key.metric, refused, counter.key.window_seconds, "450");
   return v;
 }
 

@@ -204,58 +204,58 @@ Decision SessionThrottle::store_fault(const std::string& what, store::Status sta
   return Decision::defer;
 }
 
-Decision SessionThrottle::greeting() {
-  if (config().disabled) return Decision::ok;
+const spamt::ClientLimits* SessionThrottle::client_limits() {
+  if (config().disabled) return nullptr;
   // no table, or a table fault (logged): client limits do not apply; the
   // fail-open/closed policy is the relay decisions' to apply
-  if (table_state() != TableState::ok) return Decision::ok;
-  const spamt::ClientLimits& c = lookup_->client();
+  if (table_state() != TableState::ok) return nullptr;
+  return &lookup_->client();
+}
+
+Decision SessionThrottle::apply(connection_policy::Decision& d, Decision refused) {
+  if (!d.log.empty()) log(d.log);
+  if (d.outcome == connection_policy::Outcome::accept) return Decision::ok;
+  log(d.verdict.log);
+  reply_ = std::move(d.verdict.reply);
+  return refused;
+}
+
+Decision SessionThrottle::greeting() {
+  const spamt::ClientLimits* limits = client_limits();
+  if (limits == nullptr) return Decision::ok;
+  const spamt::ClientLimits& c = *limits;
   const connection_policy::Needs needs = connection_policy::needs(c);
-  auto apply = [this](const connection_policy::Decision& d) {
-    if (!d.log.empty()) log(d.log);
-    if (d.outcome == connection_policy::Outcome::accept) return Decision::ok;
-    log(d.verdict.log);
-    reply_ = d.verdict.reply;
-    return Decision::drop;
-  };
   if (needs.slot) {
-    connection_policy::SlotOutcome slot = connection_policy::SlotOutcome::fault;
-    switch (conn_slot_.acquire(config().store.directory + "/conn", c.key, c.limits->conn)) {
-      case client_slots::Slot::Outcome::held: slot = connection_policy::SlotOutcome::held; break;
-      case client_slots::Slot::Outcome::full: slot = connection_policy::SlotOutcome::full; break;
-      case client_slots::Slot::Outcome::fault: break;
-    }
-    if (apply(connection_policy::after_slot(c, slot, conn_slot_.error(), ip_)) != Decision::ok) return Decision::drop;
+    const client_slots::Slot::Outcome slot =
+        conn_slot_.acquire(config().store.directory + "/conn", c.key, c.limits->conn);
+    connection_policy::Decision d = connection_policy::after_slot(c, slot, conn_slot_.error(), ip_);
+    if (apply(d, Decision::drop) != Decision::ok) return Decision::drop;
   }
   if (needs.rate) {
     store::Limit counters[spamt::max_windows];
     const std::size_t n = connection_policy::counters_for_connection(c, counters);
     store::ChargeResult r =
         with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), nullptr); });
-    return apply(connection_policy::after_rate(c, r, counters, n, policy().fail_closed, ip_));
+    connection_policy::Decision d = connection_policy::after_rate(c, r, counters, n, policy().fail_closed, ip_);
+    return apply(d, Decision::drop);
   }
   return Decision::ok;
 }
 
-Decision SessionThrottle::client_event(connection_policy::Event e, store::Receipt* receipt) {
-  const spamt::ClientLimits& c = lookup_->client();
+Decision SessionThrottle::client_event(const spamt::ClientLimits& c, connection_policy::Event e,
+                                       store::Receipt* receipt) {
   store::Limit counters[spamt::max_windows];
   const std::size_t n = connection_policy::counters_for_event(c, e, counters);
   if (n == 0) return Decision::ok;
   store::ChargeResult r = with_store([&](store::Store& st) { return st.charge({counters, n}, 1, now(), receipt); });
   connection_policy::Decision d = connection_policy::after_event(c, e, r, counters, n, policy().fail_closed, ip_);
-  if (!d.log.empty()) log(d.log);
-  if (d.outcome == connection_policy::Outcome::accept) return Decision::ok;
-  log(d.verdict.log);
-  reply_ = std::move(d.verdict.reply);
-  return Decision::defer;
+  return apply(d, Decision::defer);
 }
 
 Decision SessionThrottle::tls(bool smtps) {
-  if (config().disabled) return Decision::ok;
-  // as at the greeting: without a usable table client limits do not apply
-  if (table_state() != TableState::ok) return Decision::ok;
-  return client_event(smtps ? connection_policy::Event::smtps : connection_policy::Event::starttls, nullptr);
+  const spamt::ClientLimits* limits = client_limits();
+  if (limits == nullptr) return Decision::ok;
+  return client_event(*limits, smtps ? connection_policy::Event::smtps : connection_policy::Event::starttls, nullptr);
 }
 
 Decision SessionThrottle::rcpt() {
@@ -283,11 +283,10 @@ Decision SessionThrottle::rcpt() {
 }
 
 Decision SessionThrottle::inbound_rcpt() {
-  if (relay_client_ || config().disabled) return Decision::ok;
-  // no table, or a table fault (logged): as at the greeting, client limits
-  // do not apply
-  if (table_state() != TableState::ok) return Decision::ok;
-  const spamt::ClientLimits& c = lookup_->client();
+  if (relay_client_) return Decision::ok;
+  const spamt::ClientLimits* limits = client_limits();
+  if (limits == nullptr) return Decision::ok;
+  const spamt::ClientLimits& c = *limits;
   store::Limit counters[inbound_policy::max_counters];
   const std::size_t n = inbound_policy::counters_for_rcpt(c, !inbound_charged_in_transaction_, counters);
   if (n == 0) return Decision::ok;
@@ -337,7 +336,8 @@ Decision SessionThrottle::auth_attempt() {
   // authrate= counts every AUTH command, before authfail= looks: a command
   // authfail= refuses is given back, so only answered commands count
   store::Receipt counted;
-  if (client_event(connection_policy::Event::auth, &counted) != Decision::ok) return Decision::defer;
+  if (client_event(lookup_->client(), connection_policy::Event::auth, &counted) != Decision::ok)
+    return Decision::defer;
   Decision d = authfail_attempt();
   if (d != Decision::ok && !counted.empty()) give_back(counted);
   return d;

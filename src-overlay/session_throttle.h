@@ -163,9 +163,15 @@ class SessionThrottle {
   const spamt::Lookup* lookup();  // nullptr when there is no usable table
   // The injected clock's time, else store::store_clock (the store's own).
   std::uint64_t now() const noexcept { return clock_ != nullptr ? clock_() : store::store_clock; }
-  // tlsrate= or authrate=: one event charged (connection_policy::Event);
+  // The client limits that apply to this session; nullptr when throttling
+  // is disabled or no usable table (then client limits do not apply).
+  const spamt::ClientLimits* client_limits();
+  // A client-limit decision: its log lines, and on a refusal the reply and
+  // `refused` (drop at the greeting, defer for a command).
+  Decision apply(connection_policy::Decision& d, Decision refused);
+  // tlsrate= or authrate= of `c`: one event charged (connection_policy::Event);
   // `receipt` (may be null) records the charge.
-  Decision client_event(connection_policy::Event e, store::Receipt* receipt);
+  Decision client_event(const spamt::ClientLimits& c, connection_policy::Event e, store::Receipt* receipt);
   Decision authfail_attempt();  // authfail='s check at an AUTH command
   // Refunds `receipt`; a store fault is logged and the charges stay.
   void give_back(store::Receipt& receipt);

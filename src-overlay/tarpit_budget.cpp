@@ -7,20 +7,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "byte_lock.h"
+
 namespace tarpit {
-
-namespace {
-
-int lock_byte(int fd, std::uint32_t i, short type, int cmd) noexcept {
-  struct flock fl {};
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = static_cast<off_t>(i);
-  fl.l_len = 1;
-  return fcntl(fd, cmd, &fl);
-}
-
-}  // namespace
 
 Slot::Outcome Slot::acquire(const std::string& path, std::uint32_t budget) noexcept {
   release();
@@ -31,12 +20,12 @@ Slot::Outcome Slot::acquire(const std::string& path, std::uint32_t budget) noexc
     return Outcome::fault;
   }
   for (std::uint32_t i = 0; i < budget; ++i) {
-    if (lock_byte(fd, i, F_WRLCK, F_SETLK) == 0) {
+    if (byte_lock::lock(fd, i, F_WRLCK, F_SETLK) == 0) {
       fd_ = fd;
       index_ = i;
       return Outcome::held;
     }
-    if (errno != EAGAIN && errno != EACCES) {
+    if (!byte_lock::busy(errno)) {
       error_ = errno;
       ::close(fd);
       return Outcome::fault;

@@ -35,13 +35,13 @@ TEST(ConnectionPolicy, SlotFullIsA421NamingTheAddress) {
   spamt::Lookup l;
   ASSERT_EQ(b->table.lookup("192.0.2.7", "", l), spamt::LookupStatus::ok);
   EXPECT_TRUE(needs(l.client()).slot);
-  EXPECT_EQ(after_slot(l.client(), SlotOutcome::held, 0, "192.0.2.7").outcome, Outcome::accept);
-  Decision d = after_slot(l.client(), SlotOutcome::full, 0, "192.0.2.7");
+  EXPECT_EQ(after_slot(l.client(), client_slots::Slot::Outcome::held, 0, "192.0.2.7").outcome, Outcome::accept);
+  Decision d = after_slot(l.client(), client_slots::Slot::Outcome::full, 0, "192.0.2.7");
   EXPECT_EQ(d.outcome, Outcome::refuse);
   EXPECT_EQ(d.verdict.code, 421u);
   EXPECT_EQ(d.verdict.reply, "421 4.7.0 too many connections from 192.0.2.7\r\n");
   EXPECT_EQ(d.verdict.log, "throttle: client limit network 192.0.2.0/24 ip 192.0.2.7 conn 3/3: 421");
-  Decision f = after_slot(l.client(), SlotOutcome::fault, EACCES, "192.0.2.7");
+  Decision f = after_slot(l.client(), client_slots::Slot::Outcome::fault, EACCES, "192.0.2.7");
   EXPECT_EQ(f.outcome, Outcome::accept);  // a file fault never keeps every client out
   EXPECT_TRUE(has(f.log, "cannot count connections")) << f.log;
 }

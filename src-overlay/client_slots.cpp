@@ -65,8 +65,12 @@ Slot::Outcome Slot::acquire(const std::string& dir, std::string_view key, std::u
     return Outcome::fault;
   }
   path_ = dir + "/" + name;
-  // a few rounds: each lost only to a removal that happened meanwhile
-  for (int round = 0; round < 8; ++round) {
+  // Rounds: each is lost only to a removal that happened meanwhile, so
+  // someone made progress; the bound only stops a livelock. Eight were too
+  // few: a unit test (six takers and a sweeper on a loaded 2-core VM) lost
+  // eight in a row about once in a hundred runs, and a session would then
+  // have been let in uncounted (a fault fails open).
+  for (int round = 0; round < 64; ++round) {
     int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 && errno == ENOENT && ::mkdir(dir.c_str(), 0700) == 0) continue;
     if (fd < 0) {

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <cerrno>
 #include <span>
 #include <string>
@@ -186,7 +188,7 @@ TEST(ClientSlots, RacingTakersRemoversAndASweeperNeverExceedTheLimit) {
   if (sweeper == 0) {
     client_slots::Swept swept;
     while (done->load() < procs)
-      if (client_slots::sweep(dir, swept) != 0) _exit(1);
+      if (int e = client_slots::sweep(dir, swept); e != 0) _exit(e);
     _exit(0);
   }
   pid_t kids[procs];
@@ -198,26 +200,28 @@ TEST(ClientSlots, RacingTakersRemoversAndASweeperNeverExceedTheLimit) {
       for (int r = 0; r < rounds; ++r) {
         Slot s;
         Slot::Outcome o = s.acquire(dir, "n:2001:db8::/64", limit);
-        if (o == Slot::Outcome::fault) ++bad;
+        // the exit status says what went wrong: 1 a fault, 2 over the
+        // limit, 4 in_use() could not tell, 8 it saw too many, 16 none
+        if (o == Slot::Outcome::fault) bad |= 1, std::fprintf(stderr, "taker: fault: %s\n", std::strerror(s.error()));
         if (o != Slot::Outcome::held) continue;
-        if (holding->fetch_add(1) + 1 > static_cast<int>(limit)) ++bad;
+        if (holding->fetch_add(1) + 1 > static_cast<int>(limit)) bad |= 2;
         std::optional<std::uint32_t> n = client_slots::in_use(dir, "n:2001:db8::/64", limit + 2);
-        if (!n || *n > limit || *n == 0) ++bad;
+        bad |= !n ? 4 : *n > limit ? 8 : *n == 0 ? 16 : 0;
         holding->fetch_sub(1);  // before the slot is let go
       }
       done->fetch_add(1);
-      _exit(bad == 0 ? 0 : 1);
+      _exit(bad);
     }
   }
   for (pid_t k : kids) {
     int st = 0;
     waitpid(k, &st, 0);
-    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "a taker's wait status " << st;
   }
   done->store(procs);
   int st = 0;
   waitpid(sweeper, &st, 0);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the sweeper's wait status " << st;
   munmap(shared, 2 * sizeof(std::atomic<int>));
   EXPECT_FALSE(exists(dir + "/n=2001=db8==_64"));
 }
